@@ -1,0 +1,5 @@
+import sys
+
+from lmfoundry.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""lmfoundry.hub"""

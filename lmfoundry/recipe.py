@@ -1,0 +1,129 @@
+"""YAML recipes: one file describes a whole run, one section per stage.
+
+A recipe is a mapping of section name -> mapping of fields. Each stage owns a dataclass for its
+section and parses it with :func:`parse_section`, which rejects unknown keys and coerces scalar
+strings to the field's declared type (PyYAML reads ``1e-3`` as a string, a classic trap). Command-line overrides use dotted paths (``--train.lr 3e-4``) and are applied to the raw
+mapping before any section is parsed, so an override is indistinguishable from a recipe value.
+
+Sections in use: ``run`` (output folder, seed), ``data`` (curation), ``tokenizer`` (BPE training),
+``tokenize`` (token shards), ``model`` (FoundryConfig fields), ``train``, ``eval``, ``hub``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
+
+
+def builtin_recipe_path(name: str) -> Path:
+    """Path of a recipe shipped in ``lmfoundry/recipes`` (``tiny``, ``small``, ``1b``)."""
+    path = Path(str(resources.files("lmfoundry") / "recipes" / f"{name}.yaml"))
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise FileNotFoundError(f"no built-in recipe named {name!r}; available: {', '.join(available)}")
+    return path
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe argument is a file path, or the name of a built-in recipe."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
+        raise FileNotFoundError(f"recipe file not found: {path}")
+    return builtin_recipe_path(str(name_or_path))
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Read a recipe, check its section names, and apply ``--section.field value`` overrides."""
+    path = resolve_recipe_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    for section, body in raw.items():
+        if section not in SECTIONS:
+            raise ValueError(f"{path}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}")
+        if body is not None and not isinstance(body, dict):
+            raise ValueError(f"{path}: section {section!r} must be a mapping of fields")
+    recipe = {section: dict(body or {}) for section, body in raw.items()}
+    apply_overrides(recipe, overrides or [])
+    return recipe
+
+
+def apply_overrides(recipe: dict[str, dict[str, Any]], overrides: list[str]) -> None:
+    """Apply ``--section.field value`` (or ``--section.field=value``) pairs; values are YAML scalars."""
+    pairs: list[tuple[str, str]] = []
+    items = list(overrides)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--") or "." not in item:
+            raise ValueError(f"override {item!r}: expected --section.field VALUE")
+        if "=" in item:
+            key, value = item[2:].split("=", 1)
+        else:
+            if not items:
+                raise ValueError(f"override {item!r} has no value")
+            key, value = item[2:], items.pop(0)
+        pairs.append((key, value))
+    for key, value in pairs:
+        section, field = key.split(".", 1)
+        if section not in SECTIONS:
+            raise ValueError(f"override --{key}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}")
+        recipe.setdefault(section, {})[field] = yaml.safe_load(value)
+
+
+def parse_section(cls: type[T], recipe: dict[str, dict[str, Any]], section: str) -> T:
+    """Build the dataclass ``cls`` from ``recipe[section]``; unknown fields are a ``ValueError``."""
+    body = recipe.get(section, {})
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(body) - names)
+    if unknown:
+        raise ValueError(
+            f"recipe section {section!r}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(value, hints.get(name), f"{section}.{name}") for name, value in body.items()}
+    return cls(**values)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a string into the int/float/bool a field declares; leave everything else as given."""
+    if not isinstance(value, str):
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    candidates = [annotation, *typing.get_args(annotation)]
+    for kind in (bool, int, float):
+        if kind in candidates:
+            if kind is bool:
+                if value.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if value.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(f"recipe field {where}: expected true/false, got {value!r}")
+            try:
+                return kind(value)
+            except ValueError:
+                if len([c for c in candidates if c in (int, float)]) > 1 and kind is int:
+                    continue
+                raise ValueError(f"recipe field {where}: expected {kind.__name__}, got {value!r}") from None
+    return value
+
+
+def dump_recipe(recipe: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """Write the resolved recipe next to a run's outputs (atomically: temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
