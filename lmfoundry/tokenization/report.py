@@ -1,0 +1,44 @@
+"""Compression report: how many UTF-8 bytes of text one token carries.
+
+Bytes per token is the number that converts a model's loss into bits per byte (the
+tokenizer-independent measure nanochat reports), and the first thing to compare between two
+tokenizers trained with different vocabulary sizes or corpora.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+
+def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict:
+    """Bytes per token (and characters per token) of ``tokenizer`` on ``texts``, special text as text."""
+    texts = list(texts)
+    backend = tokenizer.backend_tokenizer
+    n_tokens = 0
+    for start in range(0, len(texts), 256):
+        encodings = backend.encode_batch(texts[start : start + 256], add_special_tokens=False)
+        n_tokens += sum(len(e.ids) for e in encodings)
+    n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    n_chars = sum(len(t) for t in texts)
+    return {
+        "vocab_size": len(tokenizer),
+        "documents": len(texts),
+        "bytes": n_bytes,
+        "characters": n_chars,
+        "tokens": n_tokens,
+        "bytes_per_token": n_bytes / n_tokens if n_tokens else 0.0,
+        "characters_per_token": n_chars / n_tokens if n_tokens else 0.0,
+    }
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    """Write ``report`` as indented JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

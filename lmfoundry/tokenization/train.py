@@ -1,0 +1,276 @@
+"""Training a byte-level BPE tokenizer and saving it as ``PreTrainedTokenizerFast`` files.
+
+The pipeline is the GPT-4 one: split text with the ``cl100k`` regex (contractions, letters, numbers
+in groups of at most three, punctuation runs, whitespace), map bytes to printable characters
+(``ByteLevel(use_regex=False)``), and learn merges over those pieces. Every byte is in the base
+alphabet, so any string encodes without an unknown token and decodes back exactly.
+
+Special tokens come first in the vocabulary: ``<|endoftext|>`` (id 0) is EOS, BOS and the document
+separator, ``<|pad|>`` (id 1) pads; optional presets add chat (ChatML) or fill-in-the-middle tokens.
+The vocabulary is rounded up to a multiple of 64 (the embedding matrix then tiles well on GPUs); when
+the corpus is too small to learn that many merges the remainder is filled with ``<|reserved_N|>``
+special tokens, so ``len(tokenizer)`` is always the model's ``vocab_size``.
+
+Text that spells a special token literally (``"<|endoftext|>"`` inside a web page) is matched as that
+special token by the Hugging Face tokenizer, as with GPT-2 and Llama 3, which chat templates rely on;
+the shard writer instead encodes documents as ordinary text, so a document can never forge a
+document boundary. Both ways decode back to the original string.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from lmfoundry.tokenization.report import tokenizer_report, write_report
+from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs
+
+logger = logging.getLogger(__name__)
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+# GPT-4 (cl100k_base) pre-tokenization regex, as used by Llama 3's tokenizer.json.
+SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPECIAL_TOKEN_PRESETS: dict[str, list[str]] = {
+    "chat": ["<|im_start|>", "<|im_end|>"],
+    "fim": ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>"],
+}
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+VOCAB_MULTIPLE = 64
+# Held-out documents for the compression report: at most this many characters are kept in memory.
+_REPORT_CHARS = 4_000_000
+
+
+def round_vocab_size(vocab_size: int) -> int:
+    """Round up to a multiple of 64."""
+    return -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def expand_special_tokens(extra: Iterable[str]) -> list[str]:
+    """The full list of special tokens: EOS, PAD, then presets (``chat``, ``fim``) and literal tokens."""
+    tokens = [EOS_TOKEN, PAD_TOKEN]
+    for item in extra:
+        for token in SPECIAL_TOKEN_PRESETS.get(item, [item]):
+            if not (token.startswith("<|") and token.endswith("|>")):
+                raise ValueError(
+                    f"special token {token!r}: expected a preset ({', '.join(SPECIAL_TOKEN_PRESETS)}) "
+                    "or a token of the form <|name|>"
+                )
+            if token not in tokens:
+                tokens.append(token)
+    return tokens
+
+
+def build_backend(special_tokens: list[str] | None = None) -> Tokenizer:
+    """An untrained tokenizer with this module's normalization-free byte-level BPE pipeline."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tokenizer
+
+
+def train_tokenizer(
+    source: str | Path | Iterable[str | Path] | Iterable[str] | Any,
+    vocab_size: int,
+    output_dir: str | Path,
+    *,
+    text_field: str = "text",
+    extra_special_tokens: Iterable[str] = (),
+    min_frequency: int = 2,
+    max_bytes: int | None = None,
+    held_out_fraction: float = 0.01,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on ``source`` and save it to ``output_dir``.
+
+    ``source`` is a file or folder path, a list of them (txt/md/jsonl/jsonl.gz/parquet), a
+    ``datasets.Dataset`` (column ``text_field``), or any iterable of strings. Input is streamed;
+    ``max_bytes`` caps the UTF-8 bytes of training text. Documents that :func:`is_validation` puts in
+    the validation split (``held_out_fraction``, the same rule and default as the shards' ``val``
+    split) are not trained on; they measure compression in ``report.json``.
+    """
+    if vocab_size < 257:
+        raise ValueError(f"vocab_size must be at least 257 (256 bytes + special tokens), got {vocab_size}")
+    output_dir = Path(output_dir)
+    if (output_dir / "tokenizer.json").exists() and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already holds a tokenizer; pass overwrite=True (--overwrite) to replace it"
+        )
+    specials = expand_special_tokens(extra_special_tokens)
+    target = round_vocab_size(vocab_size)
+    if target < 256 + len(specials):
+        raise ValueError(
+            f"vocab_size {vocab_size} leaves no room beyond 256 bytes and {len(specials)} special tokens"
+        )
+
+    held_out: list[str] = []
+    stats = {"documents": 0, "bytes": 0}
+    texts = _training_texts(_iter_source(source, text_field), max_bytes, held_out_fraction, held_out, stats)
+
+    backend = build_backend()
+    trainer = trainers.BpeTrainer(
+        vocab_size=target,
+        min_frequency=min_frequency,
+        special_tokens=[AddedToken(t, special=True, normalized=False) for t in specials],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    logger.info("trained on %d documents, %.1f MB", stats["documents"], stats["bytes"] / 1e6)
+    if stats["documents"] == 0:
+        raise ValueError("no training text: the source yielded no documents (all held out or empty)")
+
+    learned = backend.get_vocab_size()
+    final = round_vocab_size(learned)
+    if learned < target:
+        logger.warning(
+            "the corpus supported only %d of %d tokens; vocabulary padded to %d with reserved tokens",
+            learned,
+            target,
+            final,
+        )
+    reserved = [f"<|reserved_{i}|>" for i in range(final - learned)]
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in reserved])
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        extra_special_tokens=specials[2:],
+        clean_up_tokenization_spaces=False,
+    )
+    if "<|im_start|>" in specials:
+        tokenizer.chat_template = CHATML_TEMPLATE
+
+    report_texts = held_out or stats.pop("sample")
+    report = tokenizer_report(tokenizer, report_texts)
+    report["held_out"] = bool(held_out)
+    report["training_documents"] = stats["documents"]
+    report["training_bytes"] = stats["bytes"]
+    _save_atomically(tokenizer, report, output_dir)
+    logger.info(
+        "tokenizer saved to %s: vocab %d, %.3f bytes/token on %s text",
+        output_dir,
+        len(tokenizer),
+        report["bytes_per_token"],
+        "held-out" if held_out else "training",
+    )
+    return tokenizer
+
+
+def _iter_source(source: Any, text_field: str) -> Iterator[str]:
+    """Documents from paths, a ``datasets.Dataset`` or an iterable of strings."""
+    if isinstance(source, (str, Path)):
+        yield from iter_documents(resolve_inputs(source), text_field)
+        return
+    column_names = getattr(source, "column_names", None)
+    if column_names is not None and hasattr(source, "iter"):  # a datasets.Dataset
+        if text_field not in column_names:
+            raise ValueError(f"dataset has no column {text_field!r} (columns: {', '.join(column_names)})")
+        for batch in source.select_columns([text_field]).iter(batch_size=1000):
+            yield from batch[text_field]
+        return
+    items = iter(source)
+    first = next(items, None)
+    if first is None:
+        return
+    if isinstance(first, Path) or (isinstance(first, str) and _looks_like_path(first)):
+        yield from iter_documents(resolve_inputs([first, *items]), text_field)
+        return
+    for item in itertools.chain([first], items):
+        if not isinstance(item, str):
+            raise ValueError(f"source yielded {type(item).__name__}, expected str documents")
+        yield item
+
+
+def _looks_like_path(text: str) -> bool:
+    """A list of strings is a list of paths when its first item names an existing file or folder."""
+    return len(text) < 4096 and "\n" not in text and os.path.exists(text)
+
+
+def _training_texts(
+    documents: Iterator[str],
+    max_bytes: int | None,
+    held_out_fraction: float,
+    held_out: list[str],
+    stats: dict[str, Any],
+) -> Iterator[str]:
+    """Stream training documents, diverting held-out ones and stopping at ``max_bytes``."""
+    held_chars = 0
+    sample: list[str] = []
+    stats["sample"] = sample
+    sample_chars = 0
+    for text in documents:
+        if is_validation(text, held_out_fraction):
+            if held_chars < _REPORT_CHARS:
+                held_out.append(text)
+                held_chars += len(text)
+            continue
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if max_bytes is not None and stats["bytes"] + size > max_bytes and stats["documents"] > 0:
+            logger.info("reached max_bytes=%d; stopping the training stream", max_bytes)
+            return
+        stats["documents"] += 1
+        stats["bytes"] += size
+        if sample_chars < _REPORT_CHARS:
+            sample.append(text)
+            sample_chars += len(text)
+        yield text
+
+
+def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_dir: Path) -> None:
+    """Save into a staging folder, then move each file into place; ``tokenizer.json`` goes last."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+    try:
+        tokenizer.save_pretrained(staging)
+        _portable_tokenizer_class(staging / "tokenizer_config.json")
+        write_report(report, staging / "report.json")
+        names = sorted(p.name for p in staging.iterdir())
+        names.sort(key=lambda name: name == "tokenizer.json")
+        for name in names:
+            os.replace(staging / name, output_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _portable_tokenizer_class(config_path: Path) -> None:
+    """Name the class ``PreTrainedTokenizerFast``: transformers 5 aliases it to its tokenizers backend,
+    and transformers 4 (still common on the Hub's users' machines) knows no other name for it."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    """The ids a model config needs so that model and tokenizer agree: bos/eos/pad ids and vocab size."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "vocab_size": len(tokenizer),
+    }

@@ -1,0 +1,39 @@
+"""Shared test data for the tokenizer, shard and dataset tests (no tests here).
+
+A small corpus that exercises what breaks tokenizers: several scripts, emoji (including ZWJ
+sequences), code with tabs and whitespace runs, CRLF line ends, and the special-token text itself.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from lmfoundry.tokenization import train_tokenizer
+
+_PIECES = [
+    "The quick brown fox jumps over the lazy dog. ",
+    "Ünïcödé façade naïve café — “quotes” ",
+    "数据集和语言模型训练。",
+    "日本語のテキストです。",
+    "Привет, мир! ",
+    "مرحبا بالعالم ",
+    "👩‍👩‍👧 🙂🚀 ",
+    "def f(x):\n\treturn x ** 2  # square\n",
+    "for (int i = 0; i < n; ++i) {\r\n    sum += a[i];\r\n}\r\n",
+    "    \n\n\n   ",
+    "1234567 + 89 = 1234656\n",
+    "they'll we've I'm it's ",
+    "<|endoftext|>",
+]
+
+
+def make_corpus(n_docs: int = 200, seed: int = 0) -> list[str]:
+    """Deterministic documents mixing the pieces above, 1-60 pieces each."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(n_docs)]
+
+
+def make_tokenizer(output_dir: Path, vocab_size: int = 512, **kwargs):
+    """Train a small tokenizer on :func:`make_corpus` (about a second)."""
+    return train_tokenizer(make_corpus(), vocab_size, output_dir, show_progress=False, **kwargs)
