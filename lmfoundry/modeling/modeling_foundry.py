@@ -143,6 +143,14 @@ class FoundryRotaryEmbedding(nn.Module):
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
 
+class FoundryResidualLinear(nn.Linear):
+    """A projection whose output is added to the residual stream (``o_proj``, ``down_proj``).
+
+    A plain ``nn.Linear`` in every respect but its init (see ``FoundryPreTrainedModel``); the class
+    marks it because transformers initializes parameters module by module, where a name is not known.
+    """
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """Rotate half the hidden dims: (x1, x2) -> (-x2, x1)."""
     x1 = x[..., : x.shape[-1] // 2]
@@ -208,7 +216,7 @@ class FoundryAttention(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, q_out, bias=config.attention_bias)
         self.k_proj = nn.Linear(config.hidden_size, kv_out, bias=config.attention_bias)
         self.v_proj = nn.Linear(config.hidden_size, kv_out, bias=config.attention_bias)
-        self.o_proj = nn.Linear(q_out, config.hidden_size, bias=config.attention_bias)
+        self.o_proj = FoundryResidualLinear(q_out, config.hidden_size, bias=config.attention_bias)
         if config.qk_norm:
             self.q_norm = FoundryRMSNorm(self.head_dim, eps=config.rms_norm_eps)
             self.k_norm = FoundryRMSNorm(self.head_dim, eps=config.rms_norm_eps)
@@ -265,7 +273,7 @@ class FoundryMLP(nn.Module):
         super().__init__()
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj = FoundryResidualLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -330,11 +338,9 @@ class FoundryPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        residual_std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
-        if isinstance(module, FoundryAttention):
-            init.normal_(module.o_proj.weight, mean=0.0, std=residual_std)
-        elif isinstance(module, FoundryMLP):
-            init.normal_(module.down_proj.weight, mean=0.0, std=residual_std)
+        if isinstance(module, FoundryResidualLinear):
+            residual_std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=residual_std)
 
     def _return_dict(self, return_dict: bool | None) -> bool:
         return self.config.return_dict if return_dict is None else return_dict

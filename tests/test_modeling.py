@@ -1,0 +1,309 @@
+"""The Foundry model's behaviour: Llama parity, attention implementations, caching, losses, init, FLOPs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
+
+from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM, FoundryModel
+
+VOCAB = 101
+
+
+def tiny_config(**overrides) -> FoundryConfig:
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
+    fields.update(overrides)
+    return FoundryConfig(**fields)
+
+
+def tiny_model(seed: int = 0, **overrides) -> FoundryForCausalLM:
+    torch.manual_seed(seed)
+    return FoundryForCausalLM(tiny_config(**overrides)).eval()
+
+
+def randomize_norms(model: torch.nn.Module) -> None:
+    """Norm weights start at 1; perturb them so a test notices a norm that is skipped or misplaced."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name or name.endswith(".bias"):
+                param.add_(torch.randn_like(param) * 0.1)
+
+
+def llama_twin(model: FoundryForCausalLM) -> LlamaForCausalLM:
+    cfg = model.config
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_hidden_layers,
+            num_attention_heads=cfg.num_attention_heads,
+            num_key_value_heads=cfg.num_key_value_heads,
+            max_position_embeddings=cfg.max_position_embeddings,
+            rms_norm_eps=cfg.rms_norm_eps,
+            rope_parameters=dict(cfg.rope_parameters),
+            tie_word_embeddings=cfg.tie_word_embeddings,
+            attention_bias=cfg.attention_bias,
+            mlp_bias=cfg.mlp_bias,
+            pad_token_id=cfg.pad_token_id,
+        )
+    ).eval()
+    llama.load_state_dict(model.state_dict(), strict=True)
+    return llama
+
+
+@pytest.mark.parametrize(
+    ("kv_heads", "extra"),
+    [
+        (4, {}),  # multi-head
+        (2, {"tie_word_embeddings": True}),  # grouped-query, tied head
+        (1, {"attention_bias": True, "mlp_bias": True}),  # multi-query, biases
+        (2, {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0}}),
+    ],
+)
+def test_logits_match_llama_on_the_same_weights(kv_heads, extra):
+    model = tiny_model(num_key_value_heads=kv_heads, **extra)
+    randomize_norms(model)
+    llama = llama_twin(model)
+    ids = torch.randint(2, VOCAB, (2, 17))
+    with torch.no_grad():
+        ours, ref = model(ids).logits, llama(ids).logits
+    assert (ours - ref).abs().max().item() < 1e-4
+    if extra.get("tie_word_embeddings"):
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_eager_and_sdpa_agree_with_padding():
+    model = tiny_model()
+    randomize_norms(model)
+    ids = torch.randint(2, VOCAB, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding on the first row
+    outputs = {}
+    for impl in ("eager", "sdpa"):
+        model.set_attn_implementation(impl)
+        assert model.config._attn_implementation == impl
+        with torch.no_grad():
+            outputs[impl] = model(ids, attention_mask=mask).logits
+    valid = mask.bool()
+    assert (outputs["eager"][valid] - outputs["sdpa"][valid]).abs().max().item() < 1e-5
+
+
+def test_eager_attention_returns_probabilities():
+    model = tiny_model()
+    model.set_attn_implementation("eager")
+    out = model(torch.randint(2, VOCAB, (1, 6)), output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (1, 4, 6, 6)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones(1, 4, 6), atol=1e-5)
+    assert len(out.hidden_states) == 3  # embeddings + one per layer (the last one normed)
+
+
+def test_greedy_generation_with_cache_equals_without():
+    model = tiny_model()
+    prompt = torch.randint(2, VOCAB, (2, 5))
+    kwargs = dict(max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+    with_cache = model.generate(prompt, use_cache=True, **kwargs)
+    without = model.generate(prompt, use_cache=False, **kwargs)
+    assert with_cache.shape == (2, 17)
+    assert torch.equal(with_cache, without)
+
+
+def test_incremental_forward_with_cache_matches_full_forward():
+    model = tiny_model()
+    ids = torch.randint(2, VOCAB, (1, 9))
+    with torch.no_grad():
+        full = model(ids).logits
+        first = model(ids[:, :6], use_cache=True)
+        rest = model(ids[:, 6:], cache=first.cache, use_cache=True).logits
+        # the pre-5.x keyword still works
+        legacy_first = model(ids[:, :6], use_cache=True)
+        legacy = model(ids[:, 6:], past_key_values=legacy_first.cache, use_cache=True).logits
+    assert (rest - full[:, 6:]).abs().max().item() < 1e-5
+    assert torch.equal(rest, legacy)
+
+
+def test_batched_left_padded_generation_equals_one_by_one():
+    model = tiny_model()
+    prompts = [torch.randint(2, VOCAB, (n,)) for n in (3, 7, 5)]
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = prompt
+        mask[row, width - len(prompt) :] = 1
+    kwargs = dict(max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    batched = model.generate(ids, attention_mask=mask, **kwargs)
+    for row, prompt in enumerate(prompts):
+        alone = model.generate(prompt[None], **kwargs)
+        assert torch.equal(batched[row, width:], alone[0, len(prompt) :])
+
+
+def test_static_cache_generation_equals_dynamic():
+    model = tiny_model()
+    prompt = torch.randint(2, VOCAB, (2, 6))
+    kwargs = dict(max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+    dynamic = model.generate(prompt, **kwargs)
+    static = model.generate(prompt, cache_implementation="static", **kwargs)
+    cache = StaticCache(config=model.config, max_cache_len=32)
+    explicit = model.generate(prompt, cache=cache, **kwargs)
+    assert torch.equal(dynamic, static)
+    assert torch.equal(dynamic, explicit)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": 60, "num_attention_heads": 8}, "hidden_size=60 must be divisible by num_attention_heads=8"),
+        ({"num_attention_heads": 4, "num_key_value_heads": 3}, "num_attention_heads=4 must be divisible by num_key_value_heads=3"),
+        ({"num_key_value_heads": 8}, "num_key_value_heads=8 must be <= num_attention_heads=4"),
+        ({"hidden_size": 36, "num_attention_heads": 4}, "head_dim = hidden_size / num_attention_heads = 9 must be even"),
+        ({"hidden_size": 0}, "hidden_size must be a positive integer, got 0"),
+        ({"vocab_size": -5}, "vocab_size must be a positive integer, got -5"),
+        ({"num_hidden_layers": 2.5}, "num_hidden_layers must be a positive integer, got 2.5"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads must be a positive integer, got 0"),
+        ({"rope_parameters": {"rope_type": "spiral"}}, "rope_type']='spiral' is not supported; allowed: default, dynamic"),
+        ({"rope_theta": -1.0}, "rope_theta must be > 0"),
+        ({"z_loss_coef": -1e-4}, "z_loss_coef must be >= 0"),
+        ({"rms_norm_eps": 0.0}, "rms_norm_eps must be > 0"),
+        ({"attention_dropout": 1.0}, "attention_dropout must be in [0, 1)"),
+        ({"head_dim": 32}, "head_dim=32 does not match hidden_size / num_attention_heads = 16"),
+    ],
+)
+def test_invalid_configs_fail_at_construction(overrides, message):
+    with pytest.raises(ValueError) as err:
+        tiny_config(**overrides)
+    assert message in str(err.value)
+
+
+def test_config_field_names_and_round_trip(tmp_path):
+    config = tiny_config(rope_theta=5e5, qk_norm=True, z_loss_coef=1e-4)
+    assert config.model_type == "foundry" and config.rope_theta == 5e5
+    assert config.rope_parameters == {"rope_type": "default", "rope_theta": 5e5}
+    config.save_pretrained(tmp_path)
+    loaded = FoundryConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+    legacy = tiny_config(rope_scaling={"type": "linear", "factor": 4.0})  # pre-5.x spelling
+    assert legacy.rope_parameters == {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}
+
+
+def test_loss_is_shifted_cross_entropy_ignoring_masked_labels():
+    model = tiny_model()
+    ids = torch.randint(2, VOCAB, (2, 10))
+    labels = ids.clone()
+    labels[0, :4] = -100
+    out = model(ids, labels=labels)
+    logits = out.logits[:, :-1].reshape(-1, VOCAB)
+    expected = F.cross_entropy(logits, labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    assert out.z_loss is None
+    summed = model(ids, labels=labels, num_items_in_batch=40).loss
+    n_valid = (labels[:, 1:] != -100).sum()
+    assert torch.allclose(summed, expected * n_valid / 40, atol=1e-6)
+
+
+def test_z_loss_adds_coef_times_mean_squared_logsumexp():
+    coef = 1e-2
+    plain, with_z = tiny_model(seed=3), tiny_model(seed=3, z_loss_coef=coef)
+    ids = torch.randint(2, VOCAB, (2, 10))
+    labels = ids.clone()
+    labels[1, :5] = -100
+    base = plain(ids, labels=labels)
+    out = with_z(ids, labels=labels)
+    valid = labels[:, 1:] != -100
+    lse = torch.logsumexp(base.logits[:, :-1].float(), dim=-1)[valid]
+    expected_z = coef * lse.pow(2).mean()
+    assert torch.allclose(out.z_loss, expected_z, rtol=1e-5)
+    assert torch.allclose(out.loss, base.loss + expected_z, rtol=1e-5)
+    out.loss.backward()
+    assert with_z.lm_head.weight.grad is not None
+
+
+def test_qk_norm_makes_attention_invariant_to_query_and_key_scale():
+    model = tiny_model(qk_norm=True, rms_norm_eps=1e-9)  # eps is the only thing that breaks scale invariance
+    randomize_norms(model)
+    attn = model.model.layers[0].self_attn
+    assert attn.q_norm.weight.shape == (16,) and attn.k_norm.weight.shape == (16,)
+    ids = torch.randint(2, VOCAB, (1, 8))
+    with torch.no_grad():
+        before = model(ids).logits
+        attn.q_proj.weight.mul_(7.0)
+        attn.k_proj.weight.mul_(0.5)
+        after = model(ids).logits
+    assert (before - after).abs().max().item() < 1e-4
+    plain = tiny_model()  # without QK-norm the same rescaling changes the output
+    with torch.no_grad():
+        before = plain(ids).logits
+        plain.model.layers[0].self_attn.q_proj.weight.mul_(7.0)
+        assert (before - plain(ids).logits).abs().max().item() > 1e-3
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = tiny_model(qk_norm=True).train()
+    ids = torch.randint(2, VOCAB, (2, 12))
+
+    def grads() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = grads()
+    model.activation_checkpointing_enable()  # transformers 5.x name of gradient_checkpointing_enable
+    assert model.model.layers[0].gradient_checkpointing
+    checkpointed = grads()
+    for name, grad in plain.items():
+        assert torch.allclose(grad, checkpointed[name], atol=1e-6), name
+
+
+def test_init_scales_residual_output_projections_by_depth():
+    layers = 8
+    model = FoundryForCausalLM(tiny_config(hidden_size=128, intermediate_size=256, num_hidden_layers=layers))
+    std = model.config.initializer_range
+    residual_std = std / math.sqrt(2 * layers)
+    for layer in model.model.layers:
+        for weight in (layer.self_attn.o_proj.weight, layer.mlp.down_proj.weight):
+            assert weight.std().item() == pytest.approx(residual_std, rel=0.08)
+        for weight in (layer.self_attn.q_proj.weight, layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight):
+            assert weight.std().item() == pytest.approx(std, rel=0.08)
+        assert torch.equal(layer.input_layernorm.weight, torch.ones(128))
+    assert model.model.embed_tokens.weight[1:].std().item() == pytest.approx(std, rel=0.08)
+    assert model.lm_head.weight.std().item() == pytest.approx(std, rel=0.08)
+
+
+def test_num_parameters_and_flops_per_token_by_hand():
+    h, inter, layers, heads, kv, vocab, seq = 64, 96, 2, 4, 2, VOCAB, 32
+    head_dim = h // heads
+    per_layer = h * heads * head_dim + 2 * h * kv * head_dim + heads * head_dim * h + 3 * h * inter + 2 * h
+    for tied in (False, True):
+        model = tiny_model(tie_word_embeddings=tied)
+        total = vocab * h + layers * per_layer + h + (0 if tied else vocab * h)
+        assert model.num_parameters() == total
+        matmul_params = layers * per_layer + h + vocab * h  # embedding lookup is free, the head is not
+        assert model.flops_per_token(seq) == 6 * matmul_params + 12 * layers * h * seq
+    with pytest.raises(ValueError, match="seq_len must be positive"):
+        model.flops_per_token(0)
+
+
+def test_base_model_returns_normed_hidden_states():
+    model = tiny_model()
+    ids = torch.randint(2, VOCAB, (1, 5))
+    base = model.model
+    assert isinstance(base, FoundryModel)
+    hidden = base(ids).last_hidden_state
+    assert torch.allclose(model.lm_head(hidden), model(ids).logits)
+    as_tuple = model(ids, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], model(ids).logits)
