@@ -1,5 +1,60 @@
-"""Command-line verbs of this stage (filled in by the stage's owner)."""
+"""``lmfoundry train RECIPE [--output RUN_DIR] [--resume] [--section.field VALUE ...]``.
+
+The same arguments work under ``accelerate launch -m lmfoundry.train`` (see :mod:`lmfoundry.train`).
+Options may come before or after the recipe; anything else of the form ``--section.field VALUE``
+overrides the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML file or built-in recipe name (tiny, small, 1b)")
+    _add_options(parser)
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, metavar="--section.field VALUE",
+                        help="recipe overrides, e.g. --train.lr 1e-3 --train.max_steps 200")
+
+
+def _add_options(parser: argparse.ArgumentParser, defaults: argparse.Namespace | None = None) -> None:
+    parser.add_argument("--output", default=getattr(defaults, "output", None), metavar="RUN_DIR",
+                        help="run folder (default: run.output from the recipe, else runs/<recipe name>)")
+    parser.add_argument("--resume", action="store_true", default=getattr(defaults, "resume", False),
+                        help="continue from the newest complete checkpoint (required to exist); without this "
+                             "flag a run folder that has checkpoints is resumed too")
 
 
 def register(subparsers) -> None:
-    """Add this stage's verbs to ``subparsers``."""
+    """Add the ``train`` verb."""
+    parser = subparsers.add_parser(
+        "train", help="pretrain a model on token shards (Accelerate)",
+        description="Pretrain the recipe's model on its token shards. Writes checkpoints/, model/, metrics.jsonl, "
+                    "spikes.jsonl, loss_curve.png and recipe.yaml into the run folder.")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse options mixed into the overrides, load the recipe and train."""
+    from pathlib import Path
+
+    from lmfoundry.recipe import load_recipe, resolve_recipe_path
+    from lmfoundry.training.loop import TrainingDivergedError, train
+
+    options = argparse.ArgumentParser(add_help=False)
+    _add_options(options, args)
+    args_after, overrides = options.parse_known_args(args.overrides)
+    recipe = load_recipe(args.recipe, overrides)
+    output = args_after.output or recipe.get("run", {}).get("output")
+    if output is None:
+        output = Path("runs") / resolve_recipe_path(args.recipe).stem
+    try:
+        summary = train(recipe, output, resume=True if args_after.resume else None)
+    except TrainingDivergedError as err:
+        print(f"lmfoundry: training stopped: {err}", file=sys.stderr)
+        return 3
+    print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); val loss {summary['val_loss']:.4f}, "
+          f"val bpb {summary['val_bpb']:.4f}; model saved to {summary['model_dir']}")
+    return 0

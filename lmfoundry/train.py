@@ -1,0 +1,30 @@
+"""Entry point for several processes: ``accelerate launch [--config_file F] -m lmfoundry.train RECIPE ...``.
+
+Takes the same arguments as ``lmfoundry train`` and behaves identically; every process runs this
+module and Accelerate wires them together (DDP, FSDP or DeepSpeed, as the launch config says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lmfoundry.training.cli import add_arguments, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lmfoundry.train", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
+        print(f"lmfoundry: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Checkpoints of the full training state, written atomically, pruned to the last few.
+
+Layout under ``RUN/checkpoints/``::
+
+    step-120/                 accelerator.save_state(): model, optimizer, RNG of every rank,
+      COMPLETE                custom objects (step, data position, spike detector) + this marker
+      CLEAN                   written later, once the run got past it without a loss spike
+    .tmp-step-140/            a write in progress (or interrupted): never loaded, removed at start
+    rolledback-1-step-160/    a checkpoint on a branch abandoned by a spike rollback (kept, not loaded)
+
+A checkpoint is written into a temporary folder, the ``COMPLETE`` marker (JSON metadata) is added
+last, and only then is the folder renamed to ``step-N``: a process killed at any point leaves either
+the previous state or a complete checkpoint, never a half-written ``step-N``. Loading considers only
+folders that carry the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from lmfoundry.training import faults
+
+logger = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+CLEAN = "CLEAN"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: Path
+
+    @property
+    def clean(self) -> bool:
+        return (self.path / CLEAN).is_file()
+
+    def metadata(self) -> dict:
+        return json.loads((self.path / COMPLETE).read_text(encoding="utf-8"))
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Saves, finds, marks and prunes the checkpoints of one run (all processes call every method)."""
+
+    def __init__(self, root: Path, accelerator: Accelerator, keep_last: int = 3):
+        self.root = Path(root)
+        self.accelerator = accelerator
+        self.keep_last = keep_last
+
+    def complete(self) -> list[Checkpoint]:
+        """Checkpoints whose write finished, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in self.root.iterdir():
+            match = _STEP_DIR.match(entry.name)
+            if match and (entry / COMPLETE).is_file():
+                found.append(Checkpoint(int(match.group(1)), entry))
+        return sorted(found, key=lambda c: c.step)
+
+    def latest(self) -> Checkpoint | None:
+        done = self.complete()
+        return done[-1] if done else None
+
+    def newest_clean(self) -> Checkpoint | None:
+        clean = [c for c in self.complete() if c.clean]
+        return clean[-1] if clean else None
+
+    def remove_incomplete(self) -> None:
+        """Delete leftovers of interrupted writes (temporary folders, ``step-N`` without marker)."""
+        if self.accelerator.is_main_process and self.root.is_dir():
+            for entry in self.root.iterdir():
+                stale = entry.name.startswith(".tmp-") or (
+                    _STEP_DIR.match(entry.name) and not (entry / COMPLETE).is_file()
+                )
+                if stale and entry.is_dir():
+                    logger.warning("removing incomplete checkpoint %s (its write was interrupted)", entry)
+                    shutil.rmtree(entry)
+        self.accelerator.wait_for_everyone()
+
+    def save(self, step: int, metadata: dict) -> Checkpoint:
+        """Write the full accelerator state for ``step``; atomic, then prune old checkpoints."""
+        tmp = self.root / f".tmp-step-{step}"
+        final = self.root / f"step-{step}"
+        if self.accelerator.is_main_process:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp))
+        self.accelerator.wait_for_everyone()
+        faults.maybe_kill("checkpoint", step)
+        if self.accelerator.is_main_process:
+            _write_json_atomic(tmp / COMPLETE, {"step": step, **metadata})
+            if final.exists():  # a re-save of the same step (e.g. the final step after a resume)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            self._prune()
+            logger.info("saved checkpoint %s", final)
+        self.accelerator.wait_for_everyone()
+        return Checkpoint(step, final)
+
+    def load(self, checkpoint: Checkpoint) -> dict:
+        """Restore the accelerator state (model, optimizer, RNG, custom objects); returns the metadata."""
+        self.accelerator.load_state(str(checkpoint.path))
+        return checkpoint.metadata()
+
+    def mark_clean(self, checkpoint: Checkpoint) -> None:
+        if self.accelerator.is_main_process and checkpoint.path.is_dir() and not checkpoint.clean:
+            (checkpoint.path / CLEAN).write_text("no loss spike followed this checkpoint\n", encoding="utf-8")
+        self.accelerator.wait_for_everyone()
+
+    def abandon_after(self, step: int, rollback_index: int) -> list[Path]:
+        """Rename checkpoints newer than ``step`` (a branch a rollback left) so they are never resumed."""
+        moved = []
+        if self.accelerator.is_main_process:
+            for ckpt in self.complete():
+                if ckpt.step > step:
+                    target = self.root / f"rolledback-{rollback_index}-step-{ckpt.step}"
+                    os.replace(ckpt.path, target)
+                    moved.append(target)
+        self.accelerator.wait_for_everyone()
+        return moved
+
+    def _prune(self) -> None:
+        """Keep the last ``keep_last`` checkpoints, the newest clean one (the rollback target) and
+        every newer one still awaiting its verdict (it may become the next rollback target)."""
+        done = self.complete()
+        keep = {c.path for c in done[-self.keep_last :]}
+        clean = [c for c in done if c.clean]
+        newest_clean_step = clean[-1].step if clean else -1
+        keep.update(c.path for c in done if c.step >= newest_clean_step)
+        for ckpt in done:
+            if ckpt.path not in keep:
+                shutil.rmtree(ckpt.path)

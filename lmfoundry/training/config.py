@@ -1,0 +1,175 @@
+"""The recipe's ``train`` section: everything the loop needs, checked before any work starts.
+
+Batch sizes are counted in sequences of ``seq_len`` tokens. Either ``global_batch_size`` or
+``grad_accum_steps`` fixes the optimizer batch; the other is derived from the number of processes,
+so the same recipe gives the same global batch on one CPU or eight GPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+SCHEDULES = ("cosine", "wsd", "constant")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+TRACKERS = ("tensorboard", "wandb", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Fields of the ``train`` recipe section (see the README's training section for each one)."""
+
+    shards: str = ""
+    tokenizer: str = ""
+    seq_len: int = 512
+    micro_batch_size: int = 8
+    global_batch_size: int | None = None
+    grad_accum_steps: int | None = None
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+
+    # optimizer and schedule
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    max_grad_norm: float = 1.0
+
+    # execution
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    verify_checksums: bool = False
+
+    # logging, validation, samples
+    log_every: int = 1
+    eval_every: int = 0
+    eval_batches: int = 8
+    sample_every: int = 0
+    sample_prompts: list[str] = field(default_factory=lambda: ["The", "In the beginning"])
+    sample_max_new_tokens: int = 32
+    report_to: str = "tensorboard"
+    peak_flops_per_device: float | None = None
+
+    # checkpoints
+    checkpoint_every: int = 0
+    keep_last: int = 3
+
+    # loss-spike detection and rollback
+    spike_detection: bool = True
+    spike_window: int = 128
+    spike_min_history: int = 16
+    spike_zscore: float = 6.0
+    spike_ratio: float = 3.0
+    spike_rollback_steps: int | None = None
+    spike_skip_extra: int | None = None
+    spike_lr_factor: float = 1.0
+    spike_lr_steps: int = 0
+    spike_max_rollbacks: int = 5
+
+    # fault injection (tests, drills): "START-END" data steps whose tokens are replaced by random ids
+    poison_batches: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check values that do not depend on the model, the data or the number of processes."""
+        if not self.shards:
+            raise ValueError("recipe field train.shards: the token shards folder is required")
+        if not self.tokenizer:
+            raise ValueError("recipe field train.tokenizer: the tokenizer folder is required")
+        positive = ("seq_len", "micro_batch_size", "log_every", "eval_batches", "keep_last", "spike_window")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"recipe field train.{name}: expected a positive integer, got {getattr(self, name)}")
+        for name in ("global_batch_size", "grad_accum_steps", "max_steps", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"recipe field train.{name}: expected a positive integer, got {value}")
+        if self.global_batch_size is not None and self.grad_accum_steps is not None:
+            raise ValueError("recipe section train: give global_batch_size or grad_accum_steps, not both")
+        if (self.max_steps is None) == (self.max_tokens is None):
+            raise ValueError("recipe section train: give exactly one of max_steps and max_tokens")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"recipe field train.schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"recipe field train.mixed_precision: expected one of {', '.join(MIXED_PRECISION)}, "
+                f"got {self.mixed_precision!r}"
+            )
+        for tracker in self.trackers() or ["none"]:
+            if tracker not in TRACKERS:
+                raise ValueError(f"recipe field train.report_to: unknown tracker {tracker!r}; allowed: {', '.join(TRACKERS)}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("recipe fields train.lr / train.min_lr_ratio: expected lr > 0 and 0 <= min_lr_ratio <= 1")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError(f"recipe field train.decay_fraction: expected a value in [0, 1], got {self.decay_fraction}")
+        for name in ("warmup_steps", "eval_every", "sample_every", "checkpoint_every", "spike_lr_steps",
+                     "spike_max_rollbacks", "sample_max_new_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"recipe field train.{name}: expected an integer >= 0, got {getattr(self, name)}")
+        if not isinstance(self.sample_prompts, list) or not all(isinstance(p, str) for p in self.sample_prompts):
+            raise ValueError("recipe field train.sample_prompts: expected a list of strings")
+        self.poison_range()  # parses or raises
+
+    def trackers(self) -> list[str]:
+        """Tracker names from ``report_to`` (comma-separated); ``none`` disables them."""
+        names = [t.strip().lower() for t in str(self.report_to).split(",") if t.strip()]
+        return [t for t in names if t != "none"]
+
+    def poison_range(self) -> range:
+        """Data steps whose batches the fault injection replaces with random tokens (empty if off)."""
+        if not self.poison_batches:
+            return range(0)
+        text = str(self.poison_batches)
+        try:
+            start, _, end = text.partition("-")
+            first, last = int(start), int(end or start)
+        except ValueError:
+            raise ValueError(f"recipe field train.poison_batches: expected 'START-END' data steps, got {text!r}") from None
+        if first < 0 or last < first:
+            raise ValueError(f"recipe field train.poison_batches: expected 0 <= START <= END, got {text!r}")
+        return range(first, last + 1)
+
+    def grad_accum_for(self, world_size: int) -> int:
+        """Micro-batches per optimizer step on each process, so the global batch is as the recipe says."""
+        if self.grad_accum_steps is not None:
+            return self.grad_accum_steps
+        if self.global_batch_size is None:
+            return 1
+        per_pass = world_size * self.micro_batch_size
+        if self.global_batch_size % per_pass:
+            raise ValueError(
+                f"recipe field train.global_batch_size={self.global_batch_size} is not divisible by "
+                f"processes ({world_size}) x micro_batch_size ({self.micro_batch_size}) = {per_pass}"
+            )
+        return self.global_batch_size // per_pass
+
+    def total_steps(self, tokens_per_step: int) -> int:
+        """Optimizer steps of the run: ``max_steps``, or ``max_tokens`` rounded up to whole steps."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return math.ceil(self.max_tokens / tokens_per_step)
+
+    def rollback_steps(self, total_steps: int) -> int:
+        """How far before a spike a restored checkpoint must be (PaLM: ~100 steps), scaled to short runs."""
+        if self.spike_rollback_steps is not None:
+            return self.spike_rollback_steps
+        return max(1, min(100, total_steps // 100))
+
+    def skip_extra(self, total_steps: int) -> int:
+        """Batches skipped past the spike itself, beyond those seen between checkpoint and spike."""
+        if self.spike_skip_extra is not None:
+            return self.spike_skip_extra
+        return self.rollback_steps(total_steps)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,436 @@
+"""The pretraining loop: a plain Accelerate loop that reads like the algorithm.
+
+    for step in range(start, total_steps):
+        lr = schedule(step)
+        for micro_step in range(grad_accum):              # gradient accumulation
+            batch = dataset.get_batch(step, micro_step)   # pure function of (seed, step, rank)
+            loss = model(batch) / grad_accum; backward    # grads synced on the last micro-step only
+        loss, grad_norm = global mean loss, clipped norm  # identical on every rank
+        if spike(loss, grad_norm): roll back to a clean checkpoint, skip the offending batches
+        else: optimizer step; log; checkpoint; validate
+
+Because the batch of a step is a function of its number (no iterator state), restoring a checkpoint
+and skipping data are exact: a run killed and resumed produces, bit for bit on CPU, the losses of an
+uninterrupted run. Every decision that changes control flow is made from values reduced over all
+processes, so all ranks take it together.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from lmfoundry.data.dataset import PretrainDataset
+from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
+from lmfoundry.recipe import dump_recipe, parse_section
+from lmfoundry.tokenization import tokenizer_fingerprint
+from lmfoundry.training import faults
+from lmfoundry.training.checkpoints import Checkpoint, CheckpointManager
+from lmfoundry.training.config import TrainConfig
+from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
+from lmfoundry.training.optim import build_optimizer
+from lmfoundry.training.schedules import lr_at
+from lmfoundry.training.spikes import SpikeDetector, Verdict
+from lmfoundry.training.throughput import mfu, peak_flops
+from lmfoundry.training.validation import lm_loss, sample, validate
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Too many loss-spike rollbacks: the run stops, its checkpoints intact."""
+
+
+class RunState:
+    """Loop state saved in every checkpoint next to model/optimizer/RNG (via register_for_checkpointing)."""
+
+    def __init__(self, dataset: PretrainDataset, detector: SpikeDetector):
+        self.dataset, self.detector = dataset, detector
+        self.step = 0  # optimizer steps completed
+        self.tokens = 0  # training tokens consumed by completed steps
+        self.rollbacks = 0
+        self.lr_reduced_until = 0  # steps before this one use lr * spike_lr_factor
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step, "tokens": self.tokens, "rollbacks": self.rollbacks,
+            "lr_reduced_until": self.lr_reduced_until,
+            "dataset": self.dataset.state_dict(), "detector": self.detector.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.rollbacks, self.lr_reduced_until = state["rollbacks"], state["lr_reduced_until"]
+        self.dataset.load_state_dict(state["dataset"])
+        self.detector.load_state_dict(state["detector"])
+
+
+def model_config_from_recipe(fields: dict[str, Any], tokenizer) -> FoundryConfig:
+    """``FoundryConfig`` from the recipe's ``model`` section; vocab size and special ids from the tokenizer."""
+    allowed = set(inspect.signature(FoundryConfig.__init__).parameters) - {"self", "kwargs"}
+    allowed |= set(FoundryConfig().to_dict()) - {"architectures", "model_type", "transformers_version", "_name_or_path"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ValueError(f"recipe section 'model': unknown field(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(allowed))}")
+    fields = dict(fields)
+    vocab = len(tokenizer)
+    fields.setdefault("vocab_size", vocab)
+    if fields["vocab_size"] < vocab:
+        raise ValueError(f"recipe field model.vocab_size={fields['vocab_size']} is smaller than the "
+                         f"tokenizer's vocabulary ({vocab})")
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        fields.setdefault(name, getattr(tokenizer, name))
+    return FoundryConfig(**fields)
+
+
+def _mixed_precision(choice: str) -> str:
+    """``auto``: what ``accelerate launch`` configured, else bf16 on a GPU that has it, else fp32."""
+    if choice != "auto":
+        return choice
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _prepare_output_dir(output_dir: Path, resume: bool | None) -> bool:
+    """Check the run folder before any work; returns whether to resume from its checkpoints."""
+    has_checkpoints = any((output_dir / "checkpoints").glob("step-*/COMPLETE"))
+    if resume:
+        if not output_dir.is_dir():
+            raise FileNotFoundError(f"--resume: run folder {output_dir} does not exist")
+        if not has_checkpoints:
+            raise FileNotFoundError(f"--resume: no complete checkpoint in {output_dir / 'checkpoints'}")
+    elif resume is False and has_checkpoints:
+        raise FileExistsError(f"{output_dir} already holds checkpoints; resume it or choose another --output")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"output folder {output_dir} is not writable: {err}") from err
+    return has_checkpoints
+
+
+def _flat_config(recipe: dict) -> dict:
+    """Recipe flattened to scalar ``section.field`` pairs, as trackers (TensorBoard hparams) want."""
+    flat = {}
+    for section, body in recipe.items():
+        for key, value in body.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+class Trainer:
+    """One training run: built from a recipe, run once by :meth:`fit`. Use :func:`train`."""
+
+    def __init__(self, recipe: dict, output_dir: str | Path, resume: bool | None = None):
+        self.cfg = cfg = parse_section(TrainConfig, recipe, "train")
+        self.seed = cfg.seed if cfg.seed is not None else int(recipe.get("run", {}).get("seed", 0))
+        self.output_dir = Path(output_dir)
+        for name, path in (("train.shards", cfg.shards), ("train.tokenizer", cfg.tokenizer)):
+            if not Path(path).is_dir():
+                raise FileNotFoundError(f"recipe field {name}: folder {path} does not exist")
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        self.model_config = model_config_from_recipe(recipe.get("model", {}), self.tokenizer)
+        if cfg.seq_len > self.model_config.max_position_embeddings:
+            raise ValueError(f"recipe field train.seq_len={cfg.seq_len} exceeds model.max_position_embeddings="
+                             f"{self.model_config.max_position_embeddings}")
+        self.resuming = _prepare_output_dir(self.output_dir, resume)
+
+        self.grad_accum = cfg.grad_accum_for(PartialState().num_processes)
+        self.accelerator = acc = Accelerator(
+            mixed_precision=_mixed_precision(cfg.mixed_precision),
+            gradient_accumulation_steps=self.grad_accum,
+            log_with=cfg.trackers() or None,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
+        )
+        fingerprint = tokenizer_fingerprint(cfg.tokenizer)
+        data_args = dict(seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size, rank=acc.process_index,
+                         world_size=acc.num_processes, seed=self.seed, expected_fingerprint=fingerprint,
+                         verify_checksums=cfg.verify_checksums)
+        self.train_data = PretrainDataset(cfg.shards, split="train", grad_accum_steps=self.grad_accum, **data_args)
+        self.val_data = PretrainDataset(cfg.shards, split="val", grad_accum_steps=1, **data_args)
+        self.total_steps = cfg.total_steps(self.train_data.tokens_per_step)
+        self.rollback_steps = cfg.rollback_steps(self.total_steps)
+        self.poisoned = cfg.poison_range()
+
+        self.recipe = {**recipe, "model": {**recipe.get("model", {}),
+                                           **{k: getattr(self.model_config, k) for k in
+                                              ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")}},
+                       "train": {**cfg.to_dict(), "seed": self.seed}}
+        set_seed(self.seed)
+        model = FoundryForCausalLM(self.model_config)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.flops_per_token = model.flops_per_token(cfg.seq_len)
+        optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
+                                    eps=cfg.eps)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.state = RunState(self.train_data, SpikeDetector(cfg.spike_window, cfg.spike_min_history,
+                                                             cfg.spike_zscore, cfg.spike_ratio))
+        acc.register_for_checkpointing(self.state)
+        self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", acc, cfg.keep_last)
+        self.metrics = JsonlLog(self.output_dir / "metrics.jsonl")
+        self.spikes = JsonlLog(self.output_dir / "spikes.jsonl")
+        self.peak_flops = peak_flops(acc.device, cfg.peak_flops_per_device)
+        self.last_val: dict = {}
+
+    # ----------------------------------------------------------------------------------------- run
+    def fit(self) -> dict:
+        acc, cfg = self.accelerator, self.cfg
+        self.checkpoints.remove_incomplete()
+        if self.resuming:
+            latest = self.checkpoints.latest()
+            self.checkpoints.load(latest)
+            logger.info("resumed from %s (step %d, %d tokens)", latest.path, self.state.step, self.state.tokens)
+        if acc.is_main_process:
+            for log in (self.metrics, self.spikes):
+                log.truncate_after(self.state.step)  # records of steps the resumed run will replay
+            dump_recipe(self.recipe, self.output_dir / "recipe.yaml")
+        acc.init_trackers("lmfoundry", config=_flat_config(self.recipe))
+        logger.info(
+            "training %.2fM parameters for %d steps: %d processes x %d micro-batches x %d sequences x %d tokens "
+            "= %d tokens/step", self.model_config_params() / 1e6, self.total_steps, acc.num_processes,
+            self.grad_accum, cfg.micro_batch_size, cfg.seq_len, self.train_data.tokens_per_step)
+        awaiting_verdict = [c for c in self.checkpoints.complete() if not c.clean]
+        progress = tqdm(total=self.total_steps, initial=self.state.step, disable=not acc.is_main_process,
+                        desc="train", dynamic_ncols=True)
+        started, tokens_at_start = time.perf_counter(), self.state.tokens
+        while self.state.step < self.total_steps:
+            faults.maybe_kill("step", self.state.step)
+            record = self._train_step()
+            if record is None:  # a spike: state rolled back, data skipped
+                awaiting_verdict = [c for c in self.checkpoints.complete() if not c.clean]
+                progress.n = self.state.step
+                progress.refresh()
+                continue
+            progress.update(1)
+            progress.set_postfix(self._postfix(record), refresh=False)
+            step = self.state.step
+            for ckpt in [c for c in awaiting_verdict if c.step + self.rollback_steps <= step]:
+                self.checkpoints.mark_clean(ckpt)
+                awaiting_verdict.remove(ckpt)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
+                self._validate()
+            if cfg.sample_every and step % cfg.sample_every == 0 and step < self.total_steps:
+                self._sample()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < self.total_steps:
+                awaiting_verdict.append(self._checkpoint())
+        progress.close()
+        wall = time.perf_counter() - started
+        self._validate()
+        self._sample()
+        latest = self.checkpoints.latest()
+        final = latest if latest is not None and latest.step == self.state.step else self._checkpoint()
+        self._export_model()
+        acc.end_training()
+        summary = {
+            "steps": self.state.step,
+            "tokens": self.state.tokens,
+            "final_train_loss": self._last_train_loss(),
+            "val_loss": self.last_val.get("val_loss"),
+            "val_bpb": self.last_val.get("val_bpb"),
+            "rollbacks": self.state.rollbacks,
+            "tokens_per_s": (self.state.tokens - tokens_at_start) / wall if wall > 0 else None,
+            "checkpoint": str(final.path),
+            "model_dir": str(self.output_dir / "model"),
+        }
+        logger.info("training done: %s", summary)
+        return summary
+
+    def model_config_params(self) -> int:
+        return self.accelerator.unwrap_model(self.model).num_parameters()
+
+    def _train_step(self) -> dict | None:
+        """One optimizer step; returns its metrics record, or None when a spike rolled the run back."""
+        acc, cfg, state = self.accelerator, self.cfg, self.state
+        step = state.step
+        data_step = step + self.train_data.skipped_steps
+        lr = lr_at(step, lr=cfg.lr, total_steps=self.total_steps, schedule=cfg.schedule,
+                   warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
+        if step < state.lr_reduced_until:
+            lr *= cfg.spike_lr_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        started = time.perf_counter()
+        self.model.train()
+        loss_sum = torch.zeros((), device=acc.device)
+        for micro_step in range(self.grad_accum):
+            batch = self.train_data.get_batch(step, micro_step)
+            if data_step in self.poisoned:
+                batch = faults.poison(batch, data_step, micro_step, self.model_config.vocab_size)
+            batch = batch.to(acc.device, non_blocking=True)
+            # accumulate(): gradients are all-reduced on the last micro-step only; backward() divides
+            # the loss by grad_accum (DeepSpeed does both inside its engine)
+            with acc.accumulate(self.model):
+                loss = lm_loss(self.model, batch)
+                acc.backward(loss)
+            loss_sum += loss.detach()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+        norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)  # None: DeepSpeed clips in its step
+        grad_norm = float(norm) if norm is not None else None
+        # every micro-batch holds B*S target tokens, so the mean of means is the token-weighted mean
+        step_loss = acc.reduce(loss_sum / self.grad_accum, "mean").item()
+        verdict = state.detector.check(step_loss, grad_norm) if cfg.spike_detection else Verdict(False)
+        if verdict.is_spike:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._roll_back(step, data_step, step_loss, grad_norm, verdict)
+            return None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.detector.record(step_loss, grad_norm)
+        state.step += 1
+        state.tokens += self.train_data.tokens_per_step
+        elapsed = time.perf_counter() - started
+        tokens_per_s = self.train_data.tokens_per_step / elapsed
+        record = {
+            "kind": "train", "step": state.step, "data_step": data_step, "loss": step_loss, "lr": lr,
+            "grad_norm": grad_norm, "tokens": state.tokens, "tokens_per_s": tokens_per_s,
+            "mfu": mfu(self.flops_per_token, tokens_per_s, self.peak_flops, acc.num_processes),
+            "zscore": verdict.zscore,
+        }
+        if state.step % cfg.log_every == 0 or state.step == self.total_steps:
+            self._log(record)
+        return record
+
+    def _roll_back(self, step: int, data_step: int, loss: float, grad_norm: float | None, verdict: Verdict) -> None:
+        """Restore the newest clean checkpoint and skip past the batches seen from it through the spike."""
+        acc, cfg, state = self.accelerator, self.cfg, self.state
+        rollbacks = state.rollbacks + 1
+        if rollbacks > cfg.spike_max_rollbacks:
+            raise TrainingDivergedError(
+                f"loss spike at step {step} (loss {loss:.4g}, grad norm {grad_norm}, {verdict.reason}) after "
+                f"{cfg.spike_max_rollbacks} rollbacks already; stopping. Checkpoints are intact in "
+                f"{self.checkpoints.root}; lower train.lr, raise train.spike_max_rollbacks or inspect spikes.jsonl")
+        target = self.checkpoints.newest_clean()
+        if target is None:
+            # nothing clean to go back to: the update was not applied, so just skip this batch
+            restored_step, first = step, data_step
+            self.train_data.skip(1)
+            skipped = 1
+        else:
+            self.checkpoints.load(target)
+            self.checkpoints.abandon_after(target.step, rollbacks)
+            restored_step, first = state.step, state.step + self.train_data.skipped_steps
+            skipped = (step - state.step + 1) + cfg.skip_extra(self.total_steps)
+            self.train_data.skip(skipped)
+        state.rollbacks = rollbacks
+        state.lr_reduced_until = state.step + cfg.spike_lr_steps
+        event = {
+            "step": step, "data_step": data_step, "loss": loss, "grad_norm": grad_norm, "reason": verdict.reason,
+            "zscore": verdict.zscore, "checkpoint_restored": str(target.path) if target else None,
+            "restored_step": restored_step, "skipped_data_steps": [first, first + skipped - 1],
+            "batches_skipped": skipped, "rollback": rollbacks,
+        }
+        logger.warning(
+            "loss spike at step %d (data step %d): loss %.4g, grad norm %s, %s%s; restored %s, skipped data "
+            "steps %d-%d (%d batches), rollback %d of at most %d", step, data_step, loss, grad_norm, verdict.reason,
+            f" z={verdict.zscore:.1f}" if verdict.zscore is not None else "",
+            target.path if target else "nothing (no clean checkpoint)", first, first + skipped - 1, skipped,
+            rollbacks, cfg.spike_max_rollbacks)
+        if acc.is_main_process:
+            self.spikes.append(event)
+        acc.log({"train/spike_loss": loss, "train/rollbacks": rollbacks}, step=step)
+
+    # ------------------------------------------------------------------------------ side outputs
+    def _log(self, record: dict) -> None:
+        acc = self.accelerator
+        if acc.is_main_process:
+            self.metrics.append(record)
+        scalars = {f"train/{k}": v for k, v in record.items()
+                   if k not in ("kind", "step") and isinstance(v, (int, float))}
+        acc.log(scalars, step=record["step"])
+
+    def _postfix(self, record: dict) -> dict:
+        postfix = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}",
+                   "tok/s": f"{record['tokens_per_s']:,.0f}"}
+        if record["mfu"] is not None:
+            postfix["mfu"] = f"{100 * record['mfu']:.1f}%"
+        return postfix
+
+    def _validate(self) -> None:
+        acc = self.accelerator
+        self.last_val = validate(self.model, self.val_data, self.cfg.eval_batches, acc)
+        record = {"kind": "val", "step": self.state.step, **self.last_val}
+        logger.info("step %d: val loss %.4f, val bpb %.4f", self.state.step, record["val_loss"], record["val_bpb"])
+        if acc.is_main_process:
+            self.metrics.append(record)
+        acc.log({"val/loss": record["val_loss"], "val/bpb": record["val_bpb"]}, step=self.state.step)
+
+    def _sample(self) -> None:
+        samples = sample(self.model, self.tokenizer, self.cfg.sample_prompts, self.cfg.sample_max_new_tokens,
+                         self.accelerator)
+        if samples:
+            for item in samples:
+                logger.info("sample at step %d: %r -> %r", self.state.step, item["prompt"], item["text"])
+            self.metrics.append({"kind": "samples", "step": self.state.step, "samples": samples})
+
+    def _checkpoint(self) -> Checkpoint:
+        ckpt = self.checkpoints.save(self.state.step, {
+            "tokens": self.state.tokens, "data_step": self.state.step + self.train_data.skipped_steps,
+            "loss": self._last_train_loss(), "val": self.last_val,
+        })
+        if not self.cfg.spike_detection:
+            self.checkpoints.mark_clean(ckpt)  # nothing will judge it; keep retention simple
+        self._plot()
+        return ckpt
+
+    def _last_train_loss(self) -> float | None:
+        losses = [r["loss"] for r in self.metrics.read() if r.get("kind") == "train"] \
+            if self.accelerator.is_main_process else []
+        return losses[-1] if losses else None
+
+    def _plot(self) -> None:
+        if self.accelerator.is_main_process:
+            plot_loss_curve(self.metrics.read(), self.spikes.read(), self.output_dir / "loss_curve.png",
+                            title=f"{self.output_dir.name}: {self.model_config_params() / 1e6:.2f}M parameters")
+
+    def _export_model(self) -> None:
+        """``save_pretrained`` of the final weights plus the tokenizer into ``model/``, atomically."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        state_dict = acc.get_state_dict(self.model)  # gathers shards under FSDP / ZeRO-3 (all ranks)
+        if acc.is_main_process:
+            final = self.output_dir / "model"
+            tmp = self.output_dir / ".tmp-model"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            acc.unwrap_model(self.model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            self._plot()
+            logger.info("final model saved to %s", final)
+        acc.wait_for_everyone()
+
+
+def train(recipe: dict, output_dir: str | Path, resume: bool | None = None) -> dict:
+    """Train the recipe's model on its token shards; returns a summary (steps, losses, paths).
+
+    ``resume``: True requires a checkpoint to continue from, None continues when the run folder has
+    one and starts fresh otherwise, False refuses a folder that already holds checkpoints.
+    """
+    # accelerate narrates every file it saves at INFO; the loop's own log says what matters
+    logging.getLogger("accelerate").setLevel(max(logging.WARNING, logging.getLogger("accelerate").level))
+    return Trainer(recipe, output_dir, resume).fit()
+
+
+__all__ = ["RunState", "Trainer", "TrainingDivergedError", "train"]

@@ -1,0 +1,80 @@
+"""The run's own records: ``metrics.jsonl``, ``spikes.jsonl`` and the loss-curve PNG.
+
+``metrics.jsonl`` holds one JSON object per line with a ``kind``: ``train`` (step, loss, lr,
+grad_norm, tokens, tokens_per_s, mfu), ``val`` (val_loss, val_bpb) or ``samples`` (generations
+from the fixed prompts). A step can appear more than once when a spike rollback replays it; the
+last record of a step is the one the run kept. Trackers (TensorBoard, W&B) get the same numbers;
+these files exist so that a run folder is self-describing without any tracker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+class JsonlLog:
+    """Append-only JSON-lines file (one writer: the main process)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by a kill: the rest is still good
+                    continue
+        return records
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after ``step`` (a resumed run replays them); atomic rewrite."""
+        if not self.path.is_file():
+            return
+        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def plot_loss_curve(metrics: list[dict], spikes: list[dict], path: Path, title: str = "") -> None:
+    """Train loss (last record per step), val loss, and spike events as red crosses; PNG, atomic."""
+    train = {r["step"]: r["loss"] for r in metrics if r.get("kind") == "train"}
+    val = {r["step"]: r["val_loss"] for r in metrics if r.get("kind") == "val"}
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if train:
+        steps = sorted(train)
+        ax.plot(steps, [train[s] for s in steps], lw=1, color="tab:blue", label="train loss")
+    if val:
+        steps = sorted(val)
+        ax.plot(steps, [val[s] for s in steps], "o-", ms=4, color="tab:orange", label="val loss")
+    finite_spikes = [s for s in spikes if isinstance(s.get("loss"), (int, float)) and math.isfinite(s["loss"])]
+    if spikes:
+        ax.scatter([s["step"] for s in finite_spikes], [s["loss"] for s in finite_spikes],
+                   marker="x", s=60, color="red", zorder=3, label=f"loss spikes ({len(spikes)})")
+        for event in spikes:
+            ax.axvline(event["step"], color="red", alpha=0.25, lw=1)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    if train or val:
+        ax.legend()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)

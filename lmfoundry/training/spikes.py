@@ -1,0 +1,73 @@
+"""Loss-spike detection over a rolling window of the loss and the gradient norm.
+
+A step is a spike when its loss or gradient norm
+
+- is NaN or infinite, or
+- lies more than ``zscore`` standard deviations above the mean of the last ``window`` accepted
+  steps (OLMo-core uses 6σ over 128 steps), once ``min_history`` steps are known, or
+- early in training, before a z-score means anything: its loss exceeds ``ratio`` times the median
+  loss of the steps seen so far.
+
+Only upward moves count. The standard deviation is floored at 0.1% of the mean so that a flat
+stretch does not turn ordinary noise into a 6σ event. The detector sees only values already reduced
+over all processes, so every rank reaches the same verdict; spike steps are never recorded, so one
+spike does not raise the bar for the next.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the detector concluded about one step."""
+
+    is_spike: bool
+    reason: str = ""  # "non-finite loss", "loss z-score", "grad_norm z-score", "loss ratio"
+    zscore: float | None = None  # of the metric that triggered (or of the loss when none did)
+
+
+class SpikeDetector:
+    def __init__(self, window: int = 128, min_history: int = 16, zscore: float = 6.0, ratio: float = 3.0):
+        self.window, self.min_history, self.threshold, self.ratio = window, min_history, zscore, ratio
+        self.losses: deque[float] = deque(maxlen=window)
+        self.grad_norms: deque[float] = deque(maxlen=window)
+
+    def check(self, loss: float, grad_norm: float | None) -> Verdict:
+        """Judge a step without recording it (``grad_norm`` None: not known, e.g. under DeepSpeed)."""
+        for name, value in (("loss", loss), ("grad_norm", grad_norm)):
+            if value is not None and not math.isfinite(value):
+                return Verdict(True, f"non-finite {name}")
+        loss_z = self._zscore(loss, self.losses)
+        if loss_z is not None and loss_z > self.threshold:
+            return Verdict(True, "loss z-score", loss_z)
+        grad_z = None if grad_norm is None else self._zscore(grad_norm, self.grad_norms)
+        if grad_z is not None and grad_z > self.threshold:
+            return Verdict(True, "grad_norm z-score", grad_z)
+        if loss_z is None and self.losses and loss > self.ratio * statistics.median(self.losses):
+            return Verdict(True, "loss ratio")
+        return Verdict(False, zscore=loss_z)
+
+    def record(self, loss: float, grad_norm: float | None) -> None:
+        """Add an accepted step to the window."""
+        self.losses.append(float(loss))
+        if grad_norm is not None:
+            self.grad_norms.append(float(grad_norm))
+
+    def _zscore(self, value: float, history: deque[float]) -> float | None:
+        if len(history) < self.min_history:
+            return None
+        mean = statistics.fmean(history)
+        std = max(statistics.pstdev(history, mean), 1e-3 * abs(mean), 1e-12)
+        return (value - mean) / std
+
+    def state_dict(self) -> dict:
+        return {"losses": list(self.losses), "grad_norms": list(self.grad_norms)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses = deque(state["losses"], maxlen=self.window)
+        self.grad_norms = deque(state["grad_norms"], maxlen=self.window)
