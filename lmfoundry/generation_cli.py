@@ -1,5 +1,246 @@
-"""Command-line verbs of this stage (filled in by the stage's owner)."""
+"""``lmfoundry generate`` and ``lmfoundry chat``: sample from a model folder, run folder or Hub repo.
+
+Both load with ``AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)``, exactly as a
+user of the pushed model would, decode with ``model.generate`` (KV cache on), and stream tokens to
+the terminal as they are produced. Temperature 0 is greedy decoding; with ``--seed`` sampling is
+reproducible. ``chat`` is plain continuation, not an instruction-tuned dialogue: each reply
+continues the whole conversation so far, so a base model keeps the thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplingSettings:
+    """How tokens are picked; ``temperature == 0`` means greedy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 50
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens: expected a positive integer, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"--temperature: expected a value >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top-p: expected a value in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"--top-k: expected an integer >= 0 (0 = off), got {self.top_k}")
+
+    def generate_kwargs(self) -> dict:
+        if self.temperature == 0:
+            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "max_new_tokens": self.max_new_tokens}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an explicit device must be available."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def load_model(
+    name: str, device: str = "auto", revision: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer from a model folder, a run folder (its exported model) or a Hub repo id."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmfoundry.hub.artifacts import locate_model_dir
+
+    path = Path(name)
+    if path.is_dir():
+        name = str(locate_model_dir(path)[0])
+    elif path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"{name}: no such model folder (and not a Hub repo id 'namespace/name')")
+    target = resolve_device(device)
+    dtype = torch.bfloat16 if target.type == "cuda" and torch.cuda.is_bf16_supported() else "auto"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, trust_remote_code=True, dtype=dtype)
+    except OSError as err:  # transformers' "not a local folder / not on the Hub / missing file" errors
+        raise FileNotFoundError(f"cannot load model {name!r}: {err}") from None
+    return model.to(target).eval(), tokenizer
+
+
+def _streamer(tokenizer: PreTrainedTokenizerBase, out: TextIO, pieces: list[str]):
+    """A ``TextStreamer`` that writes each piece of decoded text to ``out`` once final, and keeps it."""
+    from transformers import TextStreamer
+
+    class Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            pieces.append(text)
+            out.write(text)
+            out.flush()
+
+    return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: SamplingSettings,
+    out: TextIO | None = None,
+) -> str:
+    """Continue ``prompt``, streaming the new text to ``out``; return the new text.
+
+    The prompt is preceded by the BOS token (``<|endoftext|>`` for lmfoundry tokenizers) when the
+    tokenizer does not add it, because in pretraining every document follows that token: a prompt
+    without it looks like the middle of a document.
+    """
+    import torch
+    from transformers import set_seed
+
+    out = out if out is not None else sys.stdout
+    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos, *ids]
+    # The continuation gets the length asked for (at most context - 1); the prompt keeps its end.
+    context = getattr(model.config, "max_position_embeddings", None)
+    max_new = settings.max_new_tokens
+    if context is not None:
+        if max_new >= context:
+            logger.warning("--max-new-tokens %d exceeds the %d-token context; generating %d", max_new, context,
+                           context - 1)
+            max_new = context - 1
+        if len(ids) + max_new > context:
+            logger.warning("prompt is %d tokens; keeping its last %d to fit the %d-token context",
+                           len(ids), context - max_new, context)
+            ids = ids[len(ids) - (context - max_new):]
+    if settings.seed is not None:
+        set_seed(settings.seed)
+    kwargs = settings.generate_kwargs() | {"max_new_tokens": max_new}
+    pieces: list[str] = []
+    input_ids = torch.tensor([ids], device=model.device)
+    with torch.inference_mode():
+        model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            use_cache=True,
+            streamer=_streamer(tokenizer, out, pieces),
+            **kwargs,
+        )
+    return "".join(pieces)
+
+
+class ChatSession:
+    """A conversation as one growing text: each reply continues everything said so far."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: SamplingSettings):
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.history = ""
+
+    def respond(self, line: str, out: TextIO) -> str:
+        prompt = self.history + line
+        reply = generate(self.model, self.tokenizer, prompt, self.settings, out)
+        out.write("\n")
+        self.history = prompt + reply + "\n"
+        return reply
+
+    def reset(self) -> None:
+        self.history = ""
+
+
+def run_chat(session: ChatSession, stdin: TextIO, out: TextIO) -> None:
+    """The REPL: a line is a turn; ``/reset`` forgets the conversation, ``/quit`` (or end of input) leaves."""
+    out.write("Plain continuation of the conversation so far. /reset forgets it, /quit leaves.\n")
+    while True:
+        out.write("> ")
+        out.flush()
+        line = stdin.readline()
+        if not line:
+            out.write("\n")
+            return
+        line = line.rstrip("\n")
+        if line.strip() == "/quit":
+            return
+        if line.strip() == "/reset":
+            session.reset()
+            out.write("(history cleared)\n")
+            continue
+        if line.strip():
+            session.respond(line, out)
+
+
+# ---- command line ---------------------------------------------------------------------------------
 
 
 def register(subparsers) -> None:
-    """Add this stage's verbs to ``subparsers``."""
+    """Add the ``generate`` and ``chat`` verbs."""
+    gen = subparsers.add_parser(
+        "generate", help="continue a prompt with a model, streaming to the terminal",
+        description="Continue PROMPT with a model folder, run folder or Hub repo id (trust_remote_code=True).",
+    )
+    gen.add_argument("model", metavar="MODEL", help="model folder, run folder, or Hub repo id")
+    gen.add_argument("prompt", metavar="PROMPT")
+    _add_common_args(gen)
+    gen.set_defaults(func=_generate)
+
+    chat = subparsers.add_parser(
+        "chat", help="interactive continuation REPL (/reset, /quit)",
+        description="Each line you type is appended to the conversation and the model continues it.",
+    )
+    chat.add_argument("model", metavar="MODEL", help="model folder, run folder, or Hub repo id")
+    _add_common_args(chat)
+    chat.set_defaults(func=_chat)
+
+
+def _add_common_args(parser: argparse.ArgumentParser) -> None:
+    defaults = SamplingSettings()
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
+    parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    parser.add_argument("--revision", help="Hub branch, tag or commit")
+
+
+def _settings(args: argparse.Namespace) -> SamplingSettings:
+    return SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    model, tokenizer = load_model(args.model, args.device, args.revision)
+    sys.stdout.write(args.prompt)
+    generate(model, tokenizer, args.prompt, settings, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    model, tokenizer = load_model(args.model, args.device, args.revision)
+    run_chat(ChatSession(model, tokenizer, settings), sys.stdin, sys.stdout)
+    return 0

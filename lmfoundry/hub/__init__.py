@@ -1,1 +1,6 @@
-"""lmfoundry.hub"""
+"""Model card and Hub push: ``write_model_card`` (used by ``lmfoundry run``'s export) and ``push_to_hub``."""
+
+from lmfoundry.hub.card import write_model_card
+from lmfoundry.hub.push import HubConfig, push_to_hub
+
+__all__ = ["HubConfig", "push_to_hub", "write_model_card"]

@@ -1,0 +1,168 @@
+"""Push an exported model (weights, tokenizer, modeling code, generation config, card) to the Hub.
+
+Everything that can be wrong with the input is checked before the first request: the repo id,
+the token, and the folder (safetensors weights, a tokenizer, the modeling files ``auto_map``
+names). A push that fails half-way through leaves the user's repository as it was, because
+``upload_folder`` makes a single commit. The token is handed to ``huggingface_hub`` and never
+printed or logged.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from lmfoundry.hub.artifacts import locate_model_dir
+from lmfoundry.hub.card import is_generated_card, write_model_card
+from lmfoundry.hub.files import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja")
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json", "README.md", "loss_curve.png")
+
+
+@dataclass
+class HubConfig:
+    """The recipe's ``hub`` section: where ``lmfoundry run`` pushes the final model (no push without ``repo_id``)."""
+
+    repo_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    license: str = "apache-2.0"
+    commit_message: str | None = None
+
+
+def push_to_hub(
+    path: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    license: str = "apache-2.0",
+    token: str | None = None,
+) -> str:
+    """Upload the model in ``path`` (a run folder or a model folder) to ``repo_id``; return the commit URL.
+
+    The model card is (re)written first when the folder has none or has one lmfoundry generated;
+    a hand-written ``README.md`` is uploaded as it is. ``token`` defaults to ``HF_TOKEN`` or the
+    token saved by ``hf auth login``.
+    """
+    check_repo_id(repo_id)
+    model_dir, run_dir = locate_model_dir(path)
+    files = select_upload_files(model_dir)
+    token = token or get_token()
+    if not token:
+        raise PermissionError(
+            "no Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login` "
+            "(a token with write access, from https://huggingface.co/settings/tokens)"
+        )
+
+    if "generation_config.json" not in files:
+        write_generation_config(model_dir)
+        files.append("generation_config.json")
+    card = model_dir / "README.md"
+    if not card.exists() or is_generated_card(card):
+        write_model_card(model_dir, run_dir, repo_id=repo_id, license=license)
+        files += [name for name in ("README.md", "loss_curve.png") if (model_dir / name).is_file() and name not in files]
+
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        logger.info("pushing %d files from %s to %s", len(files), model_dir, url)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=model_dir,
+            revision=revision,
+            commit_message=commit_message or f"Upload {model_dir.name} with lmfoundry",
+            allow_patterns=[glob.escape(name) for name in files],
+            # Stale weight shards of an earlier push would otherwise linger next to the new ones.
+            delete_patterns=["*.safetensors", "*.safetensors.index.json"],
+        )
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise PermissionError(f"the Hub refused the token for {repo_id} (HTTP {status}): it needs write access "
+                                  "to this namespace") from None
+        raise
+    logger.info("pushed: %s", commit.commit_url)
+    return commit.commit_url
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A repo id is ``namespace/name`` with the Hub's allowed characters."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"invalid repo id {repo_id!r}: {err}") from None
+    if repo_id.count("/") != 1:
+        raise ValueError(f"invalid repo id {repo_id!r}: expected 'namespace/name', e.g. 'your-username/my-model'")
+
+
+def select_upload_files(model_dir: Path) -> list[str]:
+    """The top-level files of ``model_dir`` that make up the model, after checking it is complete.
+
+    Raises ``FileNotFoundError``/``ValueError`` naming what is missing: safetensors weights (``.bin``
+    weights alone are refused), a tokenizer, or a modeling file named in ``config.json``'s ``auto_map``.
+    """
+    config_path = model_dir / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path}: not valid JSON ({err})") from None
+    weights = sorted(p.name for p in model_dir.glob("*.safetensors"))
+    if not weights:
+        legacy = sorted(p.name for p in model_dir.glob("*.bin")) + sorted(p.name for p in model_dir.glob("*.pt"))
+        if legacy:
+            raise ValueError(
+                f"{model_dir}: only PyTorch pickle weights ({', '.join(legacy)}); lmfoundry pushes safetensors "
+                "only: load the model and save it again with save_pretrained() (safetensors is the default)"
+            )
+        raise FileNotFoundError(f"{model_dir}: no model weights (*.safetensors)")
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        missing = sorted(shards - set(weights))
+        if missing:
+            raise FileNotFoundError(f"{index}: lists weight shards that are missing: {', '.join(missing)}")
+    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir}: no tokenizer (tokenizer.json / tokenizer_config.json): save it next to the model "
+            "with tokenizer.save_pretrained(model_dir)"
+        )
+    code = sorted({ref.split("--")[-1].split(".")[0] + ".py" for ref in _auto_map_refs(config)})
+    missing_code = [name for name in code if not (model_dir / name).is_file()]
+    if missing_code:
+        raise FileNotFoundError(
+            f"{config_path}: auto_map refers to {', '.join(missing_code)}, which is not in {model_dir}"
+        )
+    extra = [name for name in (*MODEL_FILES, *TOKENIZER_FILES) if (model_dir / name).is_file()]
+    return sorted(set(weights + code + extra))
+
+
+def _auto_map_refs(config: dict) -> list[str]:
+    refs = []
+    for value in (config.get("auto_map") or {}).values():
+        refs += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return refs
+
+
+def write_generation_config(model_dir: Path) -> None:
+    """A ``generation_config.json`` with the special token ids, so ``generate`` stops at EOS."""
+    from transformers import GenerationConfig
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    ids = {key: config.get(key) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    atomic_write_text(model_dir / "generation_config.json", GenerationConfig(**ids).to_json_string())
+    logger.info("wrote %s", model_dir / "generation_config.json")

@@ -1,0 +1,99 @@
+"""The model card: metadata the Hub understands, and numbers taken from the run's own files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import ModelCard
+from test_hub_fixtures import build_run_folder, build_tiny_model
+
+from lmfoundry.hub import write_model_card
+from lmfoundry.hub.artifacts import locate_model_dir
+from lmfoundry.hub.card import is_generated_card
+from lmfoundry.tokenization import tokenizer_fingerprint
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    build_run_folder(run)
+    return run
+
+
+def test_card_from_a_full_run(run_dir):
+    path = write_model_card(run_dir / "model", run_dir, repo_id="alice/tiny-foundry")
+    assert path == run_dir / "model" / "README.md"
+    card = ModelCard.load(path)
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0"
+    assert meta["pipeline_tag"] == "text-generation" and meta["library_name"] == "transformers"
+    assert {"lmfoundry", "foundry", "custom_code"} <= set(meta["tags"])
+    assert meta["datasets"] == ["roneneldan/TinyStories"]  # only the Hub source, not the local glob
+
+    # model-index carries every numeric result of results.json
+    results = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results == {
+        ("validation-shards", "bits_per_byte"): 1.2345, ("validation-shards", "perplexity"): 12.5,
+        ("validation-shards", "loss"): 2.5, ("cais/mmlu", "acc"): 0.25,
+    }
+
+    text = card.text
+    model = build_tiny_model(run_dir / "again")  # same config, so the same parameter count
+    assert f"{model.num_parameters():,}" in text
+    assert "| Vocabulary size | 320 |" in text and "| Attention heads (query / key-value) | 4 / 2 |" in text
+    assert tokenizer_fingerprint(run_dir / "model") in text
+    assert "| eos_token | `<\\|endoftext\\|>` | 0 |" in text
+    # data: sources and curation totals and removal reasons, largest first
+    assert "`hf://datasets/roneneldan/TinyStories`" in text and "| Documents in | 1,200 |" in text
+    assert text.index("gopher_repetition") < text.index("| language | 70 |") < text.index("url_blocklist")
+    # training: last train record (the torn last line is skipped), last val record, spikes, recipe, curve
+    assert "| Optimizer steps | 20 |" in text and "| Tokens seen | 5,120 |" in text
+    assert "| Final training loss | 2 |" in text and "| Final validation bits per byte | 1.234 |" in text
+    assert "Loss-spike events (1)" in text and "rollback to step 10" in text
+    assert "lr: 0.003" in text
+    assert "![Training loss](loss_curve.png)" in text
+    assert (run_dir / "model" / "loss_curve.png").read_bytes() == (run_dir / "train" / "loss_curve.png").read_bytes()
+    assert "| bpb | bits_per_byte | 1.234 |" in text
+    assert 'from_pretrained("alice/tiny-foundry", trust_remote_code=True)' in text
+    assert 'pipeline("text-generation", model="alice/tiny-foundry", trust_remote_code=True)' in text
+    assert is_generated_card(path)
+
+
+def test_card_of_a_bare_model_says_what_is_missing(tmp_path):
+    build_tiny_model(tmp_path / "model")
+    card = ModelCard.load(write_model_card(tmp_path / "model"))
+    assert "model-index" not in card.content and card.data.eval_results is None
+    for missing in ("has not been evaluated", "No curation statistics", "No training metrics",
+                    "Loss-spike events: not recorded", "recipe was not recorded"):
+        assert missing in card.text
+    assert not (tmp_path / "model" / "loss_curve.png").exists()
+
+
+def test_run_dir_is_found_from_the_model_folder(run_dir, tmp_path):
+    assert locate_model_dir(run_dir) == (run_dir / "model", run_dir)
+    assert locate_model_dir(run_dir / "model") == (run_dir / "model", run_dir.resolve())
+    # a training run folder (train/model) next to its metrics
+    train = tmp_path / "train"
+    shutil.copytree(run_dir / "model", train / "model")
+    shutil.copy(run_dir / "train" / "metrics.jsonl", train)
+    assert locate_model_dir(train) == (train / "model", train)
+    card = ModelCard.load(write_model_card(train / "model"))
+    assert "| Optimizer steps | 20 |" in card.text
+
+
+def test_malformed_artifacts_do_not_break_the_card(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "eval" / "results.json").write_text("{not json")
+    (run / "curate" / "stats.json").write_text(json.dumps(["unexpected", "schema"]))
+    card = ModelCard.load(write_model_card(run / "model", run))
+    assert "has not been evaluated" in card.text and "No curation statistics" in card.text
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"expected config\.json"):
+        locate_model_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        locate_model_dir(tmp_path / "nope")

@@ -1,0 +1,65 @@
+"""Shared builders for the hub and generation tests (no tests here): a tiny real Foundry model with a
+trained tokenizer, and a run folder around it holding each stage's artifacts in their real formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
+from lmfoundry.tokenization import train_tokenizer
+
+CORPUS = [
+    f"In the beginning {i} the quick brown fox jumps over the lazy dog, and the dog sleeps {i % 7} hours."
+    for i in range(200)
+]
+
+
+def build_tiny_model(model_dir: Path, seed: int = 0) -> FoundryForCausalLM:
+    """Save a randomly initialised 2-layer Foundry model and its BPE tokenizer to ``model_dir``."""
+    import torch
+
+    tokenizer = train_tokenizer(CORPUS, 320, model_dir, show_progress=False)
+    torch.manual_seed(seed)
+    config = FoundryConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = FoundryForCausalLM(config).eval()
+    model.save_pretrained(model_dir)
+    return model
+
+
+def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
+    """A run folder as ``lmfoundry run`` leaves it: model/, curate/, train/ and eval/ artifacts."""
+    model = build_tiny_model(run_dir / "model")
+    for sub in ("curate", "train", "eval"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    (run_dir / "curate" / "stats.json").write_text(json.dumps({
+        "documents_in": 1200, "documents_out": 950, "bytes_in": 4_800_000, "bytes_out": 3_900_000,
+        "removed": {"gopher_repetition": 130, "language": 70, "minhash_duplicate": 40, "url_blocklist": 10},
+    }))
+    recipe = {
+        "run": {"output": str(run_dir), "seed": 7},
+        "data": {"sources": ["corpus/*.txt", "hf://datasets/roneneldan/TinyStories"]},
+        "model": {"hidden_size": 32, "num_hidden_layers": 2},
+        "train": {"seq_len": 64, "lr": 0.003, "max_steps": 20},
+    }
+    (run_dir / "train" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    rows = [{"kind": "train", "step": s, "loss": 6.0 - 0.2 * s, "lr": 0.003, "grad_norm": 1.0,
+             "tokens": 256 * s, "tokens_per_s": 1500.0, "mfu": 0.01} for s in range(1, 21)]
+    rows.append({"kind": "val", "step": 20, "val_loss": 2.5, "val_bpb": 1.2345})
+    (run_dir / "train" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tra')
+    (run_dir / "train" / "spikes.jsonl").write_text(
+        json.dumps({"step": 12, "loss": 9.5, "reason": "loss z-score 8.1", "action": "rollback to step 10"}) + "\n")
+    (run_dir / "train" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
+    (run_dir / "eval" / "results.json").write_text(json.dumps({
+        "model": str(run_dir / "model"), "lmfoundry_version": "0.1.0", "created": "2026-11-28T12:00:00+00:00",
+        "results": {"bpb": {"bits_per_byte": 1.2345, "perplexity": 12.5, "loss": 2.5}, "mmlu": {"acc": 0.25}},
+        "details": {},
+    }))
+    return model
