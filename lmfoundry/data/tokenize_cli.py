@@ -1,5 +1,61 @@
-"""Command-line verbs of this stage (filled in by the stage's owner)."""
+"""``lmfoundry data tokenize``: encode clean documents into train/val token shards."""
+
+from __future__ import annotations
+
+import argparse
+import os
 
 
 def register(subparsers) -> None:
-    """Add this stage's verbs to ``subparsers``."""
+    """Add ``tokenize`` to the ``data`` verb group."""
+    parser = subparsers.add_parser(
+        "tokenize",
+        help="tokenize documents into train/val token shards with a manifest",
+        description="Encode documents (txt/md/jsonl/jsonl.gz/parquet files or folders) with a trained tokenizer "
+        "into datatrove-layout token shards (DIR/train, DIR/val) and DIR/manifest.json.",
+    )
+    parser.add_argument(
+        "--input", nargs="+", required=True, metavar="PATH", help="files or folders of documents"
+    )
+    parser.add_argument(
+        "--tokenizer", required=True, metavar="DIR", help="a folder written by `lmfoundry tokenizer train`"
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="DIR", help="folder for the shards and manifest.json"
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.01, help="share of documents in val (by text hash)"
+    )
+    parser.add_argument(
+        "--text-field", default="text", help="jsonl/parquet field holding the text (default: text)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: CPU count)"
+    )
+    parser.add_argument(
+        "--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: 1e8)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace shards made with another tokenizer")
+    parser.set_defaults(func=_tokenize)
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from lmfoundry.data.tokenize import tokenize_corpus
+
+    manifest = tokenize_corpus(
+        args.input,
+        args.tokenizer,
+        args.output,
+        val_fraction=args.val_fraction,
+        text_field=args.text_field,
+        workers=args.workers,
+        shard_tokens=args.shard_tokens,
+        overwrite=args.overwrite,
+    )
+    for split, summary in manifest["splits"].items():
+        print(
+            f"{split}: {summary['documents']} documents, {summary['tokens']} tokens in {summary['shards']} shard(s), "
+            f"{summary['bytes_per_token']:.3f} bytes/token"
+        )
+    print(f"manifest: {args.output}/manifest.json")
+    return 0

@@ -79,7 +79,9 @@ def expand_special_tokens(extra: Iterable[str]) -> list[str]:
 
 def build_backend(special_tokens: list[str] | None = None) -> Tokenizer:
     """An untrained tokenizer with this module's normalization-free byte-level BPE pipeline."""
-    tokenizer = Tokenizer(models.BPE())
+    # ignore_merges: a pre-token that is itself in the vocabulary becomes that token directly, as in
+    # tiktoken and Llama 3; this is what lets the tiktoken fast path reproduce our ids exactly.
+    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),

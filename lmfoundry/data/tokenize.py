@@ -1,0 +1,268 @@
+"""Tokenize clean documents into train/val token shards (the stage between curation and training).
+
+Documents stream from the input files in the main process, are encoded in batches by worker
+processes (tiktoken when it reproduces the tokenizer, see :mod:`lmfoundry.tokenization.fast_encoding`),
+split into train/val by a hash of their text, and appended to :class:`~lmfoundry.data.shards.ShardWriter`
+shards. All output is staged in ``OUTPUT/.partial/`` and moved into place at the end; the manifest is
+written last. An interrupted run therefore leaves no folder that looks complete, and the next run
+restarts from scratch; a run on a complete folder made from the same tokenizer and inputs is a no-op.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lmfoundry.data.shards import (
+    FORMAT,
+    MANIFEST,
+    SPLITS,
+    ShardWriter,
+    dtype_for_vocab,
+    read_manifest,
+    split_summary,
+    write_json_atomic,
+)
+from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
+from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
+from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs
+from lmfoundry.version import __version__
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARD_TOKENS = 100_000_000
+_BATCH_CHARS = 1 << 20  # characters of text per worker task: large enough to amortize pickling
+_PARITY_SAMPLE_CHARS = 1 << 20
+
+
+def tokenize_corpus(
+    inputs: str | Path | Iterable[str | Path],
+    tokenizer_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    val_fraction: float = 0.01,
+    text_field: str = "text",
+    workers: int = 1,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize documents from ``inputs`` (files or folders) into shards in ``output_dir``.
+
+    Returns the manifest. ``workers`` processes encode in parallel (the main process reads and writes).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    files = resolve_inputs(inputs)
+    tokenizer_dir = Path(tokenizer_dir)
+    fingerprint = tokenizer_fingerprint(tokenizer_dir)
+    output_dir = Path(output_dir)
+    sources = [{"path": str(p), "bytes": p.stat().st_size} for p in files]
+    settings = {"val_fraction": val_fraction, "text_field": text_field, "shard_tokens": shard_tokens}
+    if _complete_and_current(output_dir, fingerprint, sources, settings, overwrite):
+        return read_manifest(output_dir)
+    _clear(output_dir)
+
+    from transformers import AutoTokenizer  # heavy import, only when there is work to do
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocab_size, eos_id = len(tokenizer), tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError(f"{tokenizer_dir}: the tokenizer has no eos_token; documents need a separator")
+    dtype = dtype_for_vocab(vocab_size)
+
+    documents = iter_documents(files, text_field)
+    sample = list(_take_chars(documents, _PARITY_SAMPLE_CHARS))
+    encoder = choose_encoder(tokenizer_dir, sample)
+    documents = itertools.chain(sample, documents)
+
+    staging = output_dir / ".partial"
+    writers = {
+        split: ShardWriter(staging / split, split, dtype, shard_tokens, str(tokenizer_dir))
+        for split in SPLITS
+    }
+    job = _EncodeJob(encoder, eos_id, dtype, val_fraction)
+    started = time.perf_counter()
+    total_bytes = 0
+    with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
+        for encoded in _map(job, _batches(documents), workers):
+            for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
+                if len(lengths):
+                    writers[split].write(tokens, lengths, doc_bytes)
+                    total_bytes += int(doc_bytes.sum())
+                    bar.update(int(doc_bytes.sum()))
+    records = {split: writer.close() for split, writer in writers.items()}
+    elapsed = time.perf_counter() - started
+
+    summaries = {split: split_summary(records[split]) for split in SPLITS}
+    if summaries["train"]["documents"] == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValueError(f"no training documents in {', '.join(map(str, files))} (all empty or all in val)")
+    for split in SPLITS:
+        if (staging / split).is_dir():
+            os.replace(staging / split, output_dir / split)
+    staging.rmdir()
+    manifest = {
+        "format": FORMAT,
+        "lmfoundry_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tokenizer": {"path": str(tokenizer_dir), "encoder": encoder.backend},
+        "tokenizer_fingerprint": fingerprint,
+        "vocab_size": vocab_size,
+        "dtype": dtype,
+        "eos_token_id": eos_id,
+        **settings,
+        "sources": sources,
+        "splits": summaries,
+        "bytes_per_token": {split: summaries[split]["bytes_per_token"] for split in SPLITS},
+        "shards": records["train"] + records["val"],
+    }
+    write_json_atomic(output_dir / MANIFEST, manifest)
+    tokens = summaries["train"]["tokens"] + summaries["val"]["tokens"]
+    logger.info(
+        "tokenized %d documents into %d tokens (%d train, %d val) in %.1fs: %.0f tokens/s, %.2f MB/s (%s)",
+        summaries["train"]["documents"] + summaries["val"]["documents"],
+        tokens,
+        summaries["train"]["tokens"],
+        summaries["val"]["tokens"],
+        elapsed,
+        tokens / max(elapsed, 1e-9),
+        total_bytes / 1e6 / max(elapsed, 1e-9),
+        encoder.backend,
+    )
+    return manifest
+
+
+def _complete_and_current(
+    output_dir: Path, fingerprint: str, sources: list[dict], settings: dict, overwrite: bool
+) -> bool:
+    """True when ``output_dir`` already holds exactly what this call would write (so: nothing to do)."""
+    if not (output_dir / MANIFEST).is_file():
+        return False
+    old = read_manifest(output_dir)
+    same_tokenizer = old["tokenizer_fingerprint"] == fingerprint
+    same_inputs = old.get("sources") == sources and all(old.get(k) == v for k, v in settings.items())
+    if same_tokenizer and same_inputs and not overwrite:
+        logger.info("%s is complete for this tokenizer and these inputs; nothing to do", output_dir)
+        return True
+    if not overwrite:
+        what = "a different tokenizer" if not same_tokenizer else "different inputs or settings"
+        raise FileExistsError(
+            f"{output_dir / MANIFEST}: shards were made with {what}; pass --overwrite to replace them"
+        )
+    return False
+
+
+def _clear(output_dir: Path) -> None:
+    """Remove our own output (manifest first, so the folder stops looking complete) and any partial run."""
+    manifest = output_dir / MANIFEST
+    if manifest.exists():
+        logger.info("replacing the shards in %s", output_dir)
+        manifest.unlink()
+    for name in (".partial", *SPLITS):
+        if (output_dir / name).exists():
+            if name == ".partial":
+                logger.info("removing partial output of an interrupted run in %s", output_dir)
+            shutil.rmtree(output_dir / name)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
+    """Take documents from the front of ``documents`` until about ``limit`` characters."""
+    taken = 0
+    for text in documents:
+        yield text
+        taken += len(text)
+        if taken >= limit:
+            return
+
+
+def _batches(documents: Iterable[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for text in documents:
+        if not text:
+            continue  # an empty document would only add a lone separator
+        batch.append(text)
+        size += len(text)
+        if size >= _BATCH_CHARS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+class _EncodeJob:
+    """One worker task: encode a batch, append EOS, and split it into train and val parts.
+
+    Returns, per split, (concatenated tokens in the shard dtype, tokens per document, UTF-8 bytes
+    per document), so the main process only appends arrays.
+    """
+
+    def __init__(self, encoder: DocumentEncoder, eos_id: int, dtype: str, val_fraction: float):
+        self.encoder = encoder
+        self.eos = np.array([eos_id], dtype=np.uint32)
+        self.dtype = dtype
+        self.val_fraction = val_fraction
+
+    def __call__(self, texts: list[str]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        ids = self.encoder.encode(texts)
+        is_val = np.array([is_validation(t, self.val_fraction) for t in texts], dtype=bool)
+        doc_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
+        parts = []
+        for selected in (~is_val, is_val):
+            chosen = np.flatnonzero(selected)
+            pieces = [piece for i in chosen for piece in (ids[i], self.eos)]
+            tokens = np.concatenate(pieces).astype(self.dtype) if pieces else np.empty(0, self.dtype)
+            lengths = np.array([len(ids[i]) + 1 for i in chosen], dtype=np.int64)
+            parts.append((tokens, lengths, doc_bytes[chosen]))
+        return tuple(parts)
+
+
+_worker_job: _EncodeJob | None = None
+
+
+def _init_worker(job: _EncodeJob) -> None:
+    global _worker_job
+    _worker_job = job
+
+
+def _run_worker_job(batch: list[str]) -> Any:
+    return _worker_job(batch)
+
+
+def _map(job: _EncodeJob, batches: Iterator[list[str]], workers: int) -> Iterator[Any]:
+    """Apply ``job`` to each batch, in order, in ``workers`` processes (in-process when 1).
+
+    At most ``2 * workers`` batches are in flight, so reading never runs ahead of encoding by more
+    than a few megabytes (``Pool.imap`` would consume the whole input eagerly).
+    """
+    if workers == 1:
+        yield from map(job, batches)
+        return
+    # fork starts workers instantly (spawn would re-import torch/transformers in each); the job only
+    # uses tiktoken/tokenizers, which are safe in a forked child.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+        pending: collections.deque = collections.deque()
+        for batch in batches:
+            pending.append(pool.apply_async(_run_worker_job, (batch,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
