@@ -53,6 +53,15 @@ class TokenizerSection:
 
 
 @dataclass
+class TokenizeSection:
+    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize.tokenize_corpus`."""
+
+    val_fraction: float = 0.01
+    workers: int = 1
+    shard_tokens: int = 100_000_000
+
+
+@dataclass
 class EvalSection:
     """The recipe's ``eval`` section: which tasks ``lmfoundry run`` evaluates the model on.
 
@@ -119,7 +128,9 @@ def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
 
     parse_section(RunConfig, recipe, "run")
     parse_section(TokenizerSection, recipe, "tokenizer")
-    parse_section(CurateConfig, {"data": {"inputs": ["-"], **recipe.get("data", {})}}, "data")
+    parse_section(TokenizeSection, recipe, "tokenize")
+    data = recipe.get("data", {})
+    parse_section(CurateConfig, {"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
     train_fields = {"shards": "-", "tokenizer": "-", **recipe.get("train", {})}
     parse_section(TrainConfig, {"train": train_fields}, "train")
     FoundryConfig(**{"vocab_size": 512, **recipe.get("model", {})})
@@ -162,8 +173,14 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
 def stage_tokenize(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
     from lmfoundry.data.tokenize import tokenize_corpus
 
+    section = parse_section(TokenizeSection, recipe, "tokenize")
     manifest = tokenize_corpus(
-        [layout.curate], layout.tokenizer, layout.shards, seed=run.seed, **recipe.get("tokenize", {})
+        [layout.curate],
+        layout.tokenizer,
+        layout.shards,
+        val_fraction=section.val_fraction,
+        workers=section.workers,
+        shard_tokens=section.shard_tokens,
     )
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
