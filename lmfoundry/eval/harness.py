@@ -1,0 +1,111 @@
+"""``evaluate_model``: load a model once, run the requested tasks, write results after each one.
+
+Every task loads and checks its data before the model is loaded, so a wrong task name or data
+folder fails in seconds; results.json is rewritten after each task, so a failure late in a long run
+keeps what was already measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lmfoundry.eval.lm import LanguageModel
+from lmfoundry.eval.results import save_results
+from lmfoundry.eval.tasks import TASK_NAMES, TaskOptions, build_task
+from lmfoundry.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+def parse_tasks(tasks: str | list[str] | tuple[str, ...]) -> list[str]:
+    names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+    if not names:
+        raise ValueError(f"no tasks given; available: {', '.join(TASK_NAMES)}")
+    unknown = [t for t in names if t not in TASK_NAMES]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(TASK_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def evaluate_model(
+    model_or_path: str | Path | PreTrainedModel | LanguageModel,
+    tasks: str | list[str] | tuple[str, ...],
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    output: str | Path | None = None,
+    *,
+    tokenizer: str | Path | PreTrainedTokenizerBase | None = None,
+    batch_size: int = 8,
+    num_fewshot: int | None = None,
+    seed: int = 1234,
+    bpb_data: str | Path | None = None,
+    num_samples: int = 1,
+    temperature: float | None = None,
+    max_new_tokens: int | None = None,
+    sandbox_timeout: float = 10.0,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a model (folder, Hub id, in-memory model or :class:`LanguageModel`) on ``tasks``.
+
+    Returns the ``results.json`` mapping; with ``output`` it is also written there (with a
+    ``results.md`` beside it) after every task.
+    """
+    names = parse_tasks(tasks)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"data folder not found: {data_dir}")
+    options = TaskOptions(
+        data_dir=Path(data_dir) if data_dir else None,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        seed=seed,
+        bpb_data=str(bpb_data) if bpb_data else None,
+        num_samples=num_samples,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        sandbox_timeout=sandbox_timeout,
+    )
+    built = [build_task(name, options) for name in names]
+    lm = (
+        model_or_path
+        if isinstance(model_or_path, LanguageModel)
+        else LanguageModel.load(
+            model_or_path,
+            tokenizer,
+            batch_size=batch_size,
+            device=device,
+            trust_remote_code=trust_remote_code,
+        )
+    )
+    results: dict[str, Any] = {
+        "model": str(model_or_path) if isinstance(model_or_path, (str, Path)) else lm.name,
+        "lmfoundry_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": {},
+        "details": {},
+        "config": {
+            "tasks": names,
+            "limit": limit,
+            "num_fewshot": num_fewshot,
+            "seed": seed,
+            "batch_size": lm.batch_size,
+        },
+    }
+    for task in built:
+        start = time.perf_counter()
+        logger.info("eval: %s", task.name)
+        outcome = task.run(lm)
+        results["results"][task.name] = outcome.metrics
+        results["details"][task.name] = {**outcome.details, "seconds": round(time.perf_counter() - start, 2)}
+        logger.info("eval: %s %s", task.name, ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()))
+        if output is not None:
+            save_results(results, output)
+    return results

@@ -1,0 +1,211 @@
+"""A causal LM and its tokenizer, with the two operations every task needs: scoring and generating.
+
+Scoring follows lm-eval-harness's ``HFLM`` exactly (trailing context spaces move to the
+continuation, the pair is encoded whole and split at the context's length, inputs are
+left-truncated to the model's window), so our MMLU numbers and lm-eval's agree on the same model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+class LanguageModel:
+    """Batched log-likelihood and generation over a ``PreTrainedModel`` + tokenizer."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 8,
+        max_length: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
+        self.device = next(model.parameters()).device
+        self.name = str(getattr(model, "name_or_path", "") or type(model).__name__)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | PreTrainedModel,
+        tokenizer: str | Path | PreTrainedTokenizerBase | None = None,
+        batch_size: int = 8,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> LanguageModel:
+        """Load from a saved folder or a Hub id (the tokenizer defaults to the model's own)."""
+        if isinstance(model, PreTrainedModel):
+            source = tokenizer or model.name_or_path
+        else:
+            source = tokenizer or model
+            _check_tokenizer_present(model, tokenizer)
+        if isinstance(source, PreTrainedTokenizerBase):
+            tok = source
+        else:
+            if not source:
+                raise ValueError("an in-memory model needs a tokenizer (a tokenizer or its folder)")
+            tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+        if not isinstance(model, PreTrainedModel):
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = (
+                torch.bfloat16
+                if device.startswith("cuda") and torch.cuda.is_bf16_supported()
+                else torch.float32
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                str(model), dtype=dtype, trust_remote_code=trust_remote_code
+            )
+            model.to(device)
+        return cls(model, tok, batch_size=batch_size)
+
+    # ---- tokenization (lm-eval-harness conventions) -------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Token ids as ``HFLM.tok_encode``: the tokenizer's own default special tokens."""
+        return list(self.tokenizer(text)["input_ids"])
+
+    @property
+    def prefix_token_id(self) -> int:
+        """The token that conditions an empty context: BOS, else EOS (as lm-eval)."""
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if not context:
+            return [self.prefix_token_id], self.encode(continuation)
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.encode(context + continuation)
+        context_len = len(self.encode(context))
+        return whole[:context_len], whole[context_len:]
+
+    # ---- scoring -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def token_logprobs(self, sequences: Sequence[list[int]], score_from: Sequence[int]) -> list[torch.Tensor]:
+        """Log-probabilities of ``seq[i]`` for ``i >= score_from`` (one tensor per sequence).
+
+        Sequences longer than the window are the caller's business: each must fit ``max_length + 1``
+        tokens (the last token is only a target). Batches are sorted by length to limit padding.
+        """
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        out: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            inputs = [sequences[i][:-1] for i in idx]
+            width = max(len(x) for x in inputs)
+            batch = torch.full((len(idx), width), pad, dtype=torch.long)
+            for row, ids in enumerate(inputs):
+                batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            logits = self.model(batch.to(self.device)).logits
+            for row, i in enumerate(idx):
+                targets = torch.tensor(sequences[i][1:], dtype=torch.long, device=logits.device)
+                first = max(score_from[i] - 1, 0)
+                logprobs = F.log_softmax(logits[row, first : len(targets)].float(), dim=-1)
+                out[i] = logprobs.gather(-1, targets[first:, None])[:, 0].cpu()
+        return out
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]], desc: str = "scoring") -> list[float]:
+        """Sum of log P(continuation | context) for each ``(context, continuation)`` pair."""
+        sequences, score_from = [], []
+        for context, continuation in requests:
+            ctx, cont = self.encode_pair(context, continuation)
+            if not cont:
+                raise ValueError(f"continuation {continuation!r} encodes to no tokens")
+            seq = (ctx + cont)[-(self.max_length + 1) :]
+            sequences.append(seq)
+            score_from.append(len(seq) - len(cont))
+        results: list[float] = []
+        chunk = self.batch_size * 16
+        for start in tqdm(range(0, len(sequences), chunk), desc=desc, leave=False, unit="chunk"):
+            scores = self.token_logprobs(sequences[start : start + chunk], score_from[start : start + chunk])
+            results.extend(float(s.sum()) for s in scores)
+        return results
+
+    # ---- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        seed: int = 0,
+        desc: str = "generating",
+    ) -> list[str]:
+        """Complete each prompt (left-padded batches), cut at the first stop sequence.
+
+        Greedy when ``temperature`` is 0. Sampling is seeded per batch from ``seed``, so a run is
+        reproducible for a given seed and batch size.
+        """
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        budget = max(1, self.max_length - max_new_tokens)
+        encoded = [self.encode(p)[-budget:] for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        outputs: list[str] = [""] * len(prompts)
+        for batch_no, start in enumerate(
+            tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False, unit="batch")
+        ):
+            idx = order[start : start + self.batch_size]
+            width = max(len(encoded[i]) for i in idx)
+            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids = encoded[i]
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                mask[row, width - len(ids) :] = 1
+            sampling = temperature > 0
+            if sampling:
+                torch.manual_seed(seed * 1_000_003 + batch_no)
+            generated = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_p=None,
+                top_k=None,
+                stop_strings=list(stop) or None,
+                tokenizer=tok if stop else None,
+                pad_token_id=pad,
+                eos_token_id=tok.eos_token_id,
+            )
+            for row, i in enumerate(idx):
+                text = tok.decode(generated[row, width:], skip_special_tokens=True)
+                outputs[i] = truncate_at_stop(text, stop)
+        return outputs
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop sequence."""
+    cut = min((pos for s in stop if (pos := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def _check_tokenizer_present(model: str | Path, tokenizer: object) -> None:
+    """A local model folder without tokenizer files is a clear user error, not a deep traceback."""
+    path = Path(model)
+    if tokenizer is None and path.is_dir() and not any((path / f).exists() for f in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"{path} has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)}); save the tokenizer "
+            f"next to the model (tokenizer.save_pretrained) or pass a tokenizer folder"
+        )
+    if not path.exists() and (str(model).startswith((".", "/")) or str(model).count("/") > 1):
+        raise FileNotFoundError(f"model folder not found: {path}")
