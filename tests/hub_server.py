@@ -186,8 +186,9 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             if payload.get("type", "model") not in (None, "model"):
                 raise HubError(400, "only model repositories are supported by this test server")
             repo_id = f"{payload['organization']}/{payload['name']}"
-            if repo_id in hub.repos:
-                raise HubError(409, "You already created this model repo")
+            if repo_id in hub.repos:  # the Hub's 409 still names the repo (create_repo(exist_ok=True) reads it)
+                return self._send_json(409, {"error": "You already created this model repo",
+                                             "url": f"{hub.url}/{repo_id}"})
             hub.repos[repo_id] = Repo(private=payload.get("visibility") == "private")
             hub.commit(repo_id, "main", {".gitattributes": hub.put_blob(b"*.safetensors filter=lfs\n")}, "initial commit")
             self._send_json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})

@@ -51,7 +51,9 @@ def test_card_from_a_full_run(run_dir):
     # training: last train record (the torn last line is skipped), last val record, spikes, recipe, curve
     assert "| Optimizer steps | 20 |" in text and "| Tokens seen | 5,120 |" in text
     assert "| Final training loss | 2 |" in text and "| Final validation bits per byte | 1.234 |" in text
-    assert "Loss-spike events (1)" in text and "rollback to step 10" in text
+    assert "Loss-spike events (1)" in text and "| 12 | 9.5 | loss z-score | 10 | 4 |" in text
+    # 20 steps of 256 tokens at 1500 tokens/s
+    assert "| Training time (from logged throughput) | 3.4 s |" in text
     assert "lr: 0.003" in text
     assert "![Training loss](loss_curve.png)" in text
     assert (run_dir / "model" / "loss_curve.png").read_bytes() == (run_dir / "train" / "loss_curve.png").read_bytes()

@@ -55,7 +55,8 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
     rows.append({"kind": "val", "step": 20, "val_loss": 2.5, "val_bpb": 1.2345})
     (run_dir / "train" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tra')
     (run_dir / "train" / "spikes.jsonl").write_text(
-        json.dumps({"step": 12, "loss": 9.5, "reason": "loss z-score 8.1", "action": "rollback to step 10"}) + "\n")
+        json.dumps({"step": 12, "data_step": 12, "loss": 9.5, "grad_norm": 40.0, "reason": "loss z-score",
+                    "zscore": 8.1, "restored_step": 10, "batches_skipped": 4, "rollback": 1}) + "\n")
     (run_dir / "train" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
     (run_dir / "eval" / "results.json").write_text(json.dumps({
         "model": str(run_dir / "model"), "lmfoundry_version": "0.1.0", "created": "2026-11-28T12:00:00+00:00",

@@ -244,7 +244,9 @@ def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts, model_dir
             ("Final validation bits per byte", _last(val, "val_bpb")),
             ("Throughput (tokens/s)", _last(train, "tokens_per_s")),
             ("MFU", _last(train, "mfu")),
-            ("Wall time", _duration(_last(metrics, "elapsed_s"))),
+            ("Training time (from logged throughput)", _duration(_training_seconds(train))),
+            ("Hardware", _last(metrics, "hardware")),
+            ("Processes", _last(metrics, "num_processes")),
         ]
         parts.append(_table(("", ""), [(k, _fmt(v)) for k, v in rows if v is not None]))
     else:
@@ -260,15 +262,34 @@ def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts, model_dir
     return "\n\n".join(parts)
 
 
+def _training_seconds(train: list[dict[str, Any]]) -> float | None:
+    """Time spent in optimizer steps: tokens between logged records over the throughput logged with them.
+
+    The last record of a step wins (a spike rollback replays steps), so replayed work is not counted twice.
+    """
+    last_of_step = {r["step"]: r for r in train if _is_number(r.get("step"))}
+    seconds, tokens_before = 0.0, 0
+    for step in sorted(last_of_step):
+        record = last_of_step[step]
+        tokens, rate = record.get("tokens"), record.get("tokens_per_s")
+        if not (_is_number(tokens) and _is_number(rate) and rate > 0):
+            return None
+        seconds += (tokens - tokens_before) / rate
+        tokens_before = tokens
+    return seconds if last_of_step else None
+
+
 def _spike_summary(spikes: list[dict[str, Any]] | None) -> str:
+    """spikes.jsonl rows: step, loss, reason, restored_step, batches_skipped (one per rollback)."""
     if spikes is None:
         return "Loss-spike events: not recorded."
     if not spikes:
         return "Loss-spike events: none."
-    rows = [(e.get("step", "?"), e.get("kind") or e.get("reason") or e.get("type") or "",
-             e.get("action", ""), _fmt(e.get("loss"))) for e in spikes[:20]]
+    rows = [(e.get("step", "?"), _fmt(e.get("loss")), e.get("reason", ""), _fmt(e.get("restored_step")),
+             _fmt(e.get("batches_skipped"))) for e in spikes[:20]]
     more = f"\n\n…and {len(spikes) - 20} more." if len(spikes) > 20 else ""
-    return f"Loss-spike events ({len(spikes)}):\n\n" + _table(("Step", "Kind", "Action", "Loss"), rows) + more
+    header = ("Step", "Loss", "Reason", "Rolled back to step", "Batches skipped")
+    return f"Loss-spike events ({len(spikes)}), each followed by a rollback:\n\n" + _table(header, rows) + more
 
 
 def _evaluation_section(results: dict[str, Any] | None) -> str:
@@ -376,10 +397,11 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
-def _duration(seconds: Any) -> str | None:
-    if not _is_number(seconds):
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None:
         return None
-    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     hours, rest = divmod(seconds, 3600)
     return f"{int(hours)}h {rest / 60:.0f}m" if hours else f"{seconds / 60:.1f} min"
 

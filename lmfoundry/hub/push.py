@@ -102,12 +102,12 @@ def push_to_hub(
 
 def check_repo_id(repo_id: str) -> None:
     """A repo id is ``namespace/name`` with the Hub's allowed characters."""
+    if repo_id.count("/") != 1:
+        raise ValueError(f"invalid repo id {repo_id!r}: expected 'namespace/name', e.g. 'your-username/my-model'")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise ValueError(f"invalid repo id {repo_id!r}: {err}") from None
-    if repo_id.count("/") != 1:
-        raise ValueError(f"invalid repo id {repo_id!r}: expected 'namespace/name', e.g. 'your-username/my-model'")
 
 
 def select_upload_files(model_dir: Path) -> list[str]:

@@ -1,0 +1,169 @@
+"""Push to a Hub and load back by repo id, against a local Hub-compatible server (tests/hub_server.py).
+
+huggingface_hub reads HF_ENDPOINT when it is imported, so each client runs in a fresh subprocess
+pointed at the server: one pushes (bad inputs first, then real pushes), one loads the pushed repo
+with plain transformers (lmfoundry not imported, so the modeling code must come from the repo).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hub_server import LocalHub
+from test_hub_fixtures import build_run_folder
+
+from lmfoundry.generation_cli import SamplingSettings, generate, load_model
+
+TOKEN = "hf_lmfoundrySECRETtoken0123456789abcdef"
+REPO = "alice/tiny-foundry"
+PROMPT = "In the beginning"
+
+PUSH_SCRIPT = textwrap.dedent("""
+    import contextlib, io, json, os, sys
+    from lmfoundry.cli import main
+
+    def run(argv, token=None):
+        os.environ.pop("HF_TOKEN", None)
+        if token:
+            os.environ["HF_TOKEN"] = token
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["-v", *argv])
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err.getvalue())
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+    cases, pushes, generate_argv, token = json.loads(sys.argv[1])
+    report = {"bad": [run(argv, case_token) for argv, case_token in cases]}
+    report["push"] = [run(argv, token) for argv in pushes]
+    report["generate"] = run(generate_argv)
+    print("REPORT " + json.dumps(report))
+""")
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    repo, prompt = sys.argv[1], sys.argv[2]
+    model = AutoModelForCausalLM.from_pretrained(repo, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(repo)
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits[0, -1]
+    generator = pipeline("text-generation", model=repo, trust_remote_code=True)
+    text = generator(prompt, max_new_tokens=6, do_sample=False)[0]["generated_text"]
+    print("REPORT " + json.dumps({
+        "module": type(model).__module__, "lmfoundry_imported": "lmfoundry" in sys.modules,
+        "ids": ids[0].tolist(), "logits": logits.tolist(), "text": text, "eos": tokenizer.eos_token,
+    }))
+""")
+
+
+def _client(hub: LocalHub, tmp_path, script: str, *args: str) -> dict:
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "client-hf-home"))
+    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.split("REPORT ", 1)[1])
+    report["all_output"] = proc.stdout + proc.stderr
+    return report
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    """Run the bad pushes, then two good ones, in one client process; keep the server for loading."""
+    tmp = tmp_path_factory.mktemp("push")
+    run_dir = tmp / "run"
+    model = build_run_folder(run_dir)
+    for name, remove in (("no-tokenizer", ["tokenizer.json", "tokenizer_config.json"]),
+                         ("no-weights", ["model.safetensors"]), ("bin-only", ["model.safetensors"])):
+        shutil.copytree(run_dir / "model", tmp / name)
+        for file in remove:
+            (tmp / name / file).unlink()
+    torch.save(model.state_dict(), tmp / "bin-only" / "pytorch_model.bin")
+    manual = tmp / "manual"
+    shutil.copytree(run_dir / "model", manual)
+    (manual / "README.md").write_text("# My own card\n")
+    cases = [
+        (["push", str(run_dir), "--repo-id", "alice/bad-no-token"], None),
+        (["push", str(run_dir), "--repo-id", "not a valid id!"], TOKEN),
+        (["push", str(run_dir), "--repo-id", "alice/bad/nested"], TOKEN),
+        (["push", str(tmp / "no-tokenizer"), "--repo-id", "alice/bad-tokenizer"], TOKEN),
+        (["push", str(tmp / "no-weights"), "--repo-id", "alice/bad-weights"], TOKEN),
+        (["push", str(tmp / "bin-only"), "--repo-id", "alice/bad-bin"], TOKEN),
+        (["push", str(tmp / "nowhere"), "--repo-id", "alice/bad-path"], TOKEN),
+    ]
+    pushes = [
+        ["push", str(run_dir), "--repo-id", REPO, "--private"],
+        ["push", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"],
+    ]
+    generate_argv = ["generate", REPO, PROMPT, "--max-new-tokens", "6", "--temperature", "0"]
+    with LocalHub(tmp / "hub-storage", token=TOKEN) as hub:
+        report = _client(hub, tmp, PUSH_SCRIPT, json.dumps([cases, pushes, generate_argv, TOKEN]))
+        yield hub, report, run_dir, model, tmp
+
+
+def test_bad_input_fails_clearly_before_any_request(pushed):
+    hub, report, *_ = pushed
+    expected = ["no Hugging Face token", "invalid repo id 'not a valid id!'", "expected 'namespace/name'",
+                "no tokenizer", "no model weights", "safetensors only", "no such folder"]
+    for case, message in zip(report["bad"], expected, strict=True):
+        assert case["rc"] == 2, case
+        assert case["err"].startswith("lmfoundry: error: ") and message in case["err"], case["err"]
+    # The server saw nothing from the bad cases: the first upload request is the good push's.
+    uploads = [r for r in hub.requests if r[1] != "/api/agent-harnesses"]
+    assert uploads[0] == ("POST", "/api/repos/create")
+    assert not [r for r in hub.requests if "bad" in r[1]]
+    assert set(hub.repos) == {REPO}
+
+
+def test_push_uploads_the_model_and_never_shows_the_token(pushed):
+    hub, report, run_dir, *_ = pushed
+    assert all(p["rc"] == 0 for p in report["push"]), report["push"]
+    assert TOKEN not in report["all_output"]  # stdout, stderr and DEBUG logs of every push
+    assert "/commit/" in report["push"][0]["out"]
+    files = hub.files(REPO)
+    assert set(files) == {
+        ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
+        "configuration_foundry.py", "modeling_foundry.py", "tokenizer.json", "tokenizer_config.json",
+        "loss_curve.png",
+    }  # no report.json, no .bin, nothing from the run folder besides the model and its card
+    assert files["model.safetensors"] == (run_dir / "model" / "model.safetensors").read_bytes()
+    assert hub.repos[REPO].private
+    card = files["README.md"].decode()
+    assert f'from_pretrained("{REPO}", trust_remote_code=True)' in card and "| mmlu | acc | 0.25 |" in card
+    # the second push went to a new branch, with the hand-written card kept as it was
+    dev = hub.files(REPO, "dev")
+    assert dev["README.md"] == b"# My own card\n"
+    assert hub.files(REPO)["README.md"] == files["README.md"]
+
+
+def test_load_by_repo_id_without_lmfoundry(pushed):
+    hub, _, _, model, tmp = pushed
+    loaded = _client(hub, tmp, LOAD_SCRIPT, REPO, PROMPT)
+    assert not loaded["lmfoundry_imported"]
+    assert loaded["module"].startswith("transformers_modules")  # the repo's own modeling code
+    assert loaded["eos"] == "<|endoftext|>"
+    with torch.no_grad():
+        expected = model(torch.tensor([loaded["ids"]])).logits[0, -1]
+    torch.testing.assert_close(torch.tensor(loaded["logits"]), expected, rtol=1e-4, atol=1e-5)
+    assert loaded["text"].startswith(PROMPT)
+
+
+def test_generate_by_repo_id(pushed):
+    _, report, run_dir, *_ = pushed
+    assert report["generate"]["rc"] == 0, report["generate"]["err"]
+    model, tokenizer = load_model(str(run_dir))
+    new_text = generate(model, tokenizer, PROMPT, SamplingSettings(max_new_tokens=6, temperature=0), io.StringIO())
+    assert report["generate"]["out"] == PROMPT + new_text + "\n"
