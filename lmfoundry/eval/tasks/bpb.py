@@ -16,7 +16,6 @@ Sources:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,7 +185,3 @@ class BitsPerByteTask:
         )
         return result
 
-
-def nats_to_bits_per_byte(nats_per_token: float, bytes_per_token: float) -> float:
-    """Convert a mean token loss to bits per byte (``loss / ln 2 / bytes_per_token``)."""
-    return nats_per_token / math.log(2) / bytes_per_token
