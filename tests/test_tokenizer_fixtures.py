@@ -28,10 +28,42 @@ _PIECES = [
 ]
 
 
+_SYLLABLES = [
+    "ka",
+    "to",
+    "ri",
+    "mon",
+    "el",
+    "sha",
+    "qu",
+    "ix",
+    "数",
+    "据",
+    "на",
+    "ть",
+    "ün",
+    "γα",
+    "λο",
+    "_",
+    "0x",
+]
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 4)))
+
+
 def make_corpus(n_docs: int = 200, seed: int = 0) -> list[str]:
-    """Deterministic documents mixing the pieces above, 1-60 pieces each."""
+    """Deterministic documents mixing the pieces above with pseudo-words (so BPE has many merges to
+    learn), 1-60 pieces each."""
     rng = random.Random(seed)
-    return ["".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(n_docs)]
+    return [
+        "".join(
+            rng.choice(_PIECES) if rng.random() < 0.3 else _word(rng) + rng.choice(" ,.\n")
+            for _ in range(rng.randint(1, 60))
+        )
+        for _ in range(n_docs)
+    ]
 
 
 def make_tokenizer(output_dir: Path, vocab_size: int = 512, **kwargs):

@@ -19,10 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lmfoundry.version import __version__
 
 MANIFEST = "manifest.json"
 FORMAT = "lmfoundry.shards/1"
@@ -133,6 +136,34 @@ def split_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "documents": sum(r["documents"] for r in records),
         "bytes": n_bytes,
         "bytes_per_token": n_bytes / tokens if tokens else 0.0,
+    }
+
+
+def make_manifest(
+    records: list[dict[str, Any]],
+    *,
+    tokenizer_fingerprint: str,
+    vocab_size: int,
+    dtype: str,
+    eos_token_id: int,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The manifest for ``records`` (all splits): identity, per-split totals, and the shard list.
+
+    ``fields`` (tokenizer path, sources, settings, ...) are recorded as given."""
+    summaries = {split: split_summary([r for r in records if r["split"] == split]) for split in SPLITS}
+    return {
+        "format": FORMAT,
+        "lmfoundry_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tokenizer_fingerprint": tokenizer_fingerprint,
+        "vocab_size": vocab_size,
+        "dtype": dtype,
+        "eos_token_id": eos_token_id,
+        **fields,
+        "splits": summaries,
+        "bytes_per_token": {split: summaries[split]["bytes_per_token"] for split in SPLITS},
+        "shards": records,
     }
 
 

@@ -19,7 +19,6 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmfoundry.data.shards import (
-    FORMAT,
     MANIFEST,
     SPLITS,
     ShardWriter,
     dtype_for_vocab,
+    make_manifest,
     read_manifest,
-    split_summary,
     write_json_atomic,
 )
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
 from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs
-from lmfoundry.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +106,17 @@ def tokenize_corpus(
     records = {split: writer.close() for split, writer in writers.items()}
     elapsed = time.perf_counter() - started
 
-    summaries = {split: split_summary(records[split]) for split in SPLITS}
+    manifest = make_manifest(
+        records["train"] + records["val"],
+        tokenizer_fingerprint=fingerprint,
+        vocab_size=vocab_size,
+        dtype=dtype,
+        eos_token_id=eos_id,
+        tokenizer={"path": str(tokenizer_dir), "encoder": encoder.backend},
+        **settings,
+        sources=sources,
+    )
+    summaries = manifest["splits"]
     if summaries["train"]["documents"] == 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise ValueError(f"no training documents in {', '.join(map(str, files))} (all empty or all in val)")
@@ -117,21 +124,6 @@ def tokenize_corpus(
         if (staging / split).is_dir():
             os.replace(staging / split, output_dir / split)
     staging.rmdir()
-    manifest = {
-        "format": FORMAT,
-        "lmfoundry_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tokenizer": {"path": str(tokenizer_dir), "encoder": encoder.backend},
-        "tokenizer_fingerprint": fingerprint,
-        "vocab_size": vocab_size,
-        "dtype": dtype,
-        "eos_token_id": eos_id,
-        **settings,
-        "sources": sources,
-        "splits": summaries,
-        "bytes_per_token": {split: summaries[split]["bytes_per_token"] for split in SPLITS},
-        "shards": records["train"] + records["val"],
-    }
     write_json_atomic(output_dir / MANIFEST, manifest)
     tokens = summaries["train"]["tokens"] + summaries["val"]["tokens"]
     logger.info(
