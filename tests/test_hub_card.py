@@ -46,8 +46,12 @@ def test_card_from_a_full_run(run_dir):
     assert tokenizer_fingerprint(run_dir / "model") in text
     assert "| eos_token | `<\\|endoftext\\|>` | 0 |" in text
     # data: sources and curation totals and removal reasons, largest first
-    assert "`hf://datasets/roneneldan/TinyStories`" in text and "| Documents in | 1,200 |" in text
-    assert text.index("gopher_repetition") < text.index("| language | 70 |") < text.index("url_blocklist")
+    assert "- `hf:roneneldan/TinyStories`" in text and "- `corpus/*.txt`" in text
+    assert "Kept 950 of 1,200 documents read (3.90 of 4.80 MB)" in text
+    assert "| filters | 1,200 | 990 | 4.80 | 4.00 |" in text and "| dedup | 990 | 950 | 4.00 | 3.90 |" in text
+    reasons = [text.index(f"| {r} |") for r in ("gopher:repetition", "language:not_en", "minhash:duplicate",
+                                                 "url:blocklist")]
+    assert reasons == sorted(reasons)  # most documents first
     # training: last train record (the torn last line is skipped), last val record, spikes, recipe, curve
     assert "| Optimizer steps | 20 |" in text and "| Tokens seen | 5,120 |" in text
     assert "| Final training loss | 2 |" in text and "| Final validation bits per byte | 1.234 |" in text
@@ -92,6 +96,9 @@ def test_malformed_artifacts_do_not_break_the_card(run_dir, tmp_path):
     (run / "curate" / "stats.json").write_text(json.dumps(["unexpected", "schema"]))
     card = ModelCard.load(write_model_card(run / "model", run))
     assert "has not been evaluated" in card.text and "No curation statistics" in card.text
+    (run / "curate" / "stats.json").write_text(json.dumps({"read": {"documents": 3}, "output": {}}))
+    card = ModelCard.load(write_model_card(run / "model", run))
+    assert "recorded in an unexpected format" in card.text
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from lmfoundry.data.curation.report import build_report
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.tokenization import train_tokenizer
 
@@ -39,13 +40,20 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
     model = build_tiny_model(run_dir / "model")
     for sub in ("curate", "train", "eval"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    (run_dir / "curate" / "stats.json").write_text(json.dumps({
-        "documents_in": 1200, "documents_out": 950, "bytes_in": 4_800_000, "bytes_out": 3_900_000,
-        "removed": {"gopher_repetition": 130, "language": 70, "minhash_duplicate": 40, "url_blocklist": 10},
-    }))
+    # stats.json through the curation stage's own report builder, from datatrove-style counters
+    stats = build_report([
+        ("read", {"input_files": 3, "out_docs": 1200, "out_bytes": 4_800_000, "skipped:binary": 2}),
+        ("filters", {"in_docs": 1200, "in_bytes": 4_800_000, "out_docs": 990, "out_bytes": 4_000_000,
+                     "dropped:gopher:repetition_docs": 130, "dropped:gopher:repetition_bytes": 500_000,
+                     "dropped:language:not_en_docs": 70, "dropped:language:not_en_bytes": 250_000,
+                     "dropped:url:blocklist_docs": 10, "dropped:url:blocklist_bytes": 50_000}),
+        ("dedup", {"in_docs": 990, "in_bytes": 4_000_000, "out_docs": 950, "out_bytes": 3_900_000,
+                   "dropped:minhash:duplicate_docs": 40, "dropped:minhash:duplicate_bytes": 100_000}),
+    ])
+    (run_dir / "curate" / "stats.json").write_text(json.dumps(stats))
     recipe = {
         "run": {"output": str(run_dir), "seed": 7},
-        "data": {"sources": ["corpus/*.txt", "hf://datasets/roneneldan/TinyStories"]},
+        "data": {"inputs": ["corpus/*.txt", "hf:roneneldan/TinyStories"]},
         "model": {"hidden_size": 32, "num_hidden_layers": 2},
         "train": {"seq_len": 64, "lr": 0.003, "max_steps": 20},
     }

@@ -82,7 +82,7 @@ def render_model_card(
         pipeline_tag="text-generation",
         tags=["lmfoundry", config.get("model_type", "causal-lm"), "text-generation", "pretrained"]
         + (["custom_code"] if "auto_map" in config else []),
-        datasets=_hub_datasets(recipe.get("data") or {}) or None,
+        datasets=_hub_datasets(_data_sources(recipe, artifacts.curation_stats)) or None,
         # model-index needs a model name; without eval results it would be a stray metadata key.
         model_name=name if eval_results else None,
         eval_results=eval_results or None,
@@ -194,13 +194,20 @@ def _tokenizer_kind(model_dir: Path) -> str:
     return f"A {'byte-level ' if byte_level else ''}{model_type or 'subword'} tokenizer"
 
 
+def _data_sources(recipe: dict[str, Any], stats: dict[str, Any] | None) -> list[str]:
+    """The curation inputs: the recipe's ``data.inputs``, else the config recorded in ``stats.json``."""
+    inputs = (recipe.get("data") or {}).get("inputs")
+    if not inputs and isinstance(stats, dict) and isinstance(stats.get("config"), dict):
+        inputs = stats["config"].get("inputs")
+    inputs = inputs if isinstance(inputs, list) else [inputs] if inputs else []
+    return [str(item) for item in inputs]
+
+
 def _data_section(recipe: dict[str, Any], stats: dict[str, Any] | None) -> str:
     parts = ["## Training data"]
-    data = recipe.get("data") or {}
-    sources = data.get("sources") or data.get("inputs") or data.get("input")
+    sources = _data_sources(recipe, stats)
     if sources:
-        items = sources if isinstance(sources, list) else [sources]
-        parts.append("Sources:\n\n" + "\n".join(f"- `{_inline(item)}`" for item in items))
+        parts.append("Sources:\n\n" + "\n".join(f"- `{source}`" for source in sources))
     else:
         parts.append("The data sources were not recorded with this model.")
     parts.append(_curation_summary(stats))
@@ -208,24 +215,30 @@ def _data_section(recipe: dict[str, Any], stats: dict[str, Any] | None) -> str:
 
 
 def _curation_summary(stats: dict[str, Any] | None) -> str:
+    """Documents and bytes through each curation stage, and the top reasons documents were dropped.
+
+    ``stats.json`` (written by ``lmfoundry data curate``) has ``read``, ``stages`` (name, documents/bytes
+    in/out), ``dropped`` ({reason: {documents, bytes}}) and ``output`` ({documents, bytes}).
+    """
     if not stats:
         return "No curation statistics were recorded (`curate/stats.json` is missing)."
-    flat = _flatten(stats)
-    rows = []
-    for label, keys in (
-        ("Documents in", ("docs_in", "documents_in", "input_documents", "in.documents", "read")),
-        ("Documents kept", ("docs_out", "documents_out", "output_documents", "out.documents", "kept")),
-        ("Bytes in", ("bytes_in", "input_bytes", "in.bytes")),
-        ("Bytes kept", ("bytes_out", "output_bytes", "out.bytes")),
-    ):
-        value = _find(flat, keys)
-        if value is not None:
-            rows.append((label, f"{value:,}" if isinstance(value, int) else value))
-    reasons = _removal_reasons(stats)
-    text = "Curation:\n\n" + (_table(("", ""), rows) if rows else "(no document or byte totals in the stats)")
+    try:
+        read, output = stats["read"], stats["output"]
+        rows = [("read", "", f"{read['documents_out']:,}", "", _mb(read["bytes_out"]))]
+        rows += [(st["name"], f"{st['documents_in']:,}", f"{st['documents_out']:,}", _mb(st["bytes_in"]),
+                  _mb(st["bytes_out"])) for st in stats.get("stages", [])]
+        reasons = sorted(((reason, v["documents"], v["bytes"]) for reason, v in stats.get("dropped", {}).items()),
+                         key=lambda item: -item[1])
+        kept = (f"Kept {output['documents']:,} of {read['documents_out']:,} documents read "
+                f"({_mb(output['bytes'])} of {_mb(read['bytes_out'])} MB).")
+    except (KeyError, TypeError, AttributeError) as err:
+        logger.warning("curate/stats.json is not in the expected format (%r); left out of the card", err)
+        return "Curation statistics were recorded in an unexpected format and are left out."
+    text = "Curation (`lmfoundry data curate`): " + kept + "\n\n"
+    text += _table(("Stage", "Documents in", "Documents out", "MB in", "MB out"), rows)
     if reasons:
-        top = sorted(reasons.items(), key=lambda kv: -kv[1])[:8]
-        text += "\n\nTop removal reasons:\n\n" + _table(("Reason", "Documents removed"), [(k, f"{v:,}") for k, v in top])
+        text += "\n\nTop reasons documents were dropped:\n\n" + _table(
+            ("Reason", "Documents", "MB"), [(r, f"{d:,}", _mb(b)) for r, d, b in reasons[:8]])
     return text
 
 
@@ -321,53 +334,18 @@ def _eval_results(results: dict[str, Any] | None) -> list[EvalResult]:
     return out
 
 
-def _hub_datasets(data: dict[str, Any]) -> list[str]:
-    """Hub dataset ids among the recipe's data sources (``hf://datasets/ID`` or ``{hub: ID}`` entries)."""
-    sources = data.get("sources") or []
-    ids = []
-    for source in sources if isinstance(sources, list) else [sources]:
-        if isinstance(source, str) and source.startswith("hf://datasets/"):
-            ids.append("/".join(source[len("hf://datasets/"):].split("/")[:2]).split("@")[0])
-        elif isinstance(source, dict):
-            for key in ("hub", "hf_dataset", "dataset"):
-                if isinstance(source.get(key), str):
-                    ids.append(source[key])
-                    break
-    return sorted(set(ids))
+def _hub_datasets(sources: list[str]) -> list[str]:
+    """Hub dataset ids among the curation inputs (``hf:ID`` or ``hf://datasets/ID/...``)."""
+    ids = set()
+    for source in sources:
+        if source.startswith("hf://datasets/"):
+            ids.add("/".join(source[len("hf://datasets/"):].split("/")[:2]).split("@")[0])
+        elif source.startswith("hf:") and not source.startswith("hf://"):
+            ids.add(source[len("hf:"):].split("@")[0])
+    return sorted(ids)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        return {prefix: obj}
-    flat: dict[str, Any] = {}
-    for key, value in obj.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _find(flat: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        for name, value in flat.items():
-            if (name == key or name.endswith("." + key)) and _is_number(value):
-                return value
-    return None
-
-
-def _removal_reasons(stats: dict[str, Any]) -> dict[str, int]:
-    """The first ``{reason: count}`` mapping under a key that names removals."""
-    for key, value in stats.items():
-        if any(word in str(key).lower() for word in ("remov", "drop", "reason", "filtered")) and isinstance(value, dict):
-            counts = {str(k): v for k, v in value.items() if _is_number(v)}
-            if counts:
-                return counts
-        if isinstance(value, dict):
-            nested = _removal_reasons(value)
-            if nested:
-                return nested
-    return {}
 
 
 def _last(rows: list[dict[str, Any]], *keys: str) -> Any:
@@ -397,6 +375,10 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.2f}"
+
+
 def _duration(seconds: float | None) -> str | None:
     if seconds is None:
         return None
@@ -404,10 +386,6 @@ def _duration(seconds: float | None) -> str | None:
         return f"{seconds:.1f} s"
     hours, rest = divmod(seconds, 3600)
     return f"{int(hours)}h {rest / 60:.0f}m" if hours else f"{seconds / 60:.1f} min"
-
-
-def _inline(item: Any) -> str:
-    return item if isinstance(item, str) else json.dumps(item, sort_keys=True)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
