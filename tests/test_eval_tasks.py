@@ -153,7 +153,7 @@ def lm_eval_results(model_dir, data_dir, tmp_path):
         num_fewshot=5,
         batch_size=4,
         device="cpu",
-        task_manager=TaskManager(include_path=str(tmp_path / "lm_eval_tasks")),
+        task_manager=TaskManager(include_path=str(tmp_path / "lm_eval_tasks"), include_defaults=False),
         log_samples=True,
     )
     return names, out
