@@ -153,10 +153,18 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
         def _send_json(self, status: int, payload, headers: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
 
-        def _require_write_auth(self) -> None:
+        def _authorized(self) -> bool:
             auth = self.headers.get("Authorization", "")
-            if not auth.startswith("Bearer ") or (hub.token is not None and auth != f"Bearer {hub.token}"):
+            return auth.startswith("Bearer ") and (hub.token is None or auth == f"Bearer {hub.token}")
+
+        def _require_write_auth(self) -> None:
+            if not self._authorized():
                 raise HubError(401, "Invalid credentials in Authorization header")
+
+        def _readable(self, repo_id: str) -> None:
+            """A private repo is invisible without the token: the Hub answers 401 RepoNotFound."""
+            if hub.repo(repo_id).private and not self._authorized():
+                raise HubError(401, f"Repository {repo_id} not found", "RepoNotFound")
 
         # ---- routes ------------------------------------------------------------------------------
         def _route(self, method: str, parts: list[str], body: bytes, url) -> None:
@@ -248,6 +256,7 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             self._send_json(200, {})
 
         def _model_info(self, repo_id: str, revision: str) -> None:
+            self._readable(repo_id)
             commit, tree = hub.snapshot(repo_id, revision)
             self._send_json(200, {
                 "id": repo_id, "modelId": repo_id, "sha": commit, "private": hub.repos[repo_id].private,
@@ -255,6 +264,7 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             })
 
         def _tree(self, repo_id: str, revision: str, folder: str, recursive: bool) -> None:
+            self._readable(repo_id)
             _, tree = hub.snapshot(repo_id, revision)
             prefix = folder.rstrip("/") + "/" if folder else ""
             entries, folders = [], set()
@@ -272,6 +282,7 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             self._send_json(200, entries)
 
         def _resolve(self, repo_id: str, revision: str, path: str) -> None:
+            self._readable(repo_id)
             commit, tree = hub.snapshot(repo_id, revision)
             if path not in tree:
                 raise HubError(404, f"Entry not found: {path}", "EntryNotFound")

@@ -23,6 +23,7 @@ from test_hub_fixtures import build_run_folder
 from lmfoundry.generation_cli import SamplingSettings, generate, load_model
 
 TOKEN = "hf_lmfoundrySECRETtoken0123456789abcdef"
+WRONG_TOKEN = "hf_someoneELSEStoken0123456789abcdef"
 REPO = "alice/tiny-foundry"
 PROMPT = "In the beginning"
 
@@ -41,10 +42,10 @@ PUSH_SCRIPT = textwrap.dedent("""
         sys.stderr.write(err.getvalue())
         return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
 
-    cases, pushes, generate_argv, token = json.loads(sys.argv[1])
-    report = {"bad": [run(argv, case_token) for argv, case_token in cases]}
-    report["push"] = [run(argv, token) for argv in pushes]
-    report["generate"] = run(generate_argv)
+    cases, pushes, generate_argv = json.loads(sys.argv[1])
+    report = {"bad": [run(argv, token) for argv, token in cases]}
+    report["push"] = [run(argv, token) for argv, token in pushes]
+    report["generate"] = run(*generate_argv)
     print("REPORT " + json.dumps(report))
 """)
 
@@ -68,10 +69,12 @@ LOAD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _client(hub: LocalHub, tmp_path, script: str, *args: str) -> dict:
+def _client(hub: LocalHub, tmp_path, script: str, *args: str, token: str | None = None) -> dict:
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "client-hf-home"))
     for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         env.pop(name, None)
+    if token:
+        env["HF_TOKEN"] = token
     proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -105,12 +108,14 @@ def pushed(tmp_path_factory):
         (["push", str(tmp / "nowhere"), "--repo-id", "alice/bad-path"], TOKEN),
     ]
     pushes = [
-        ["push", str(run_dir), "--repo-id", REPO, "--private"],
-        ["push", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"],
+        (["push", str(run_dir), "--repo-id", REPO, "--private"], TOKEN),
+        (["push", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"], TOKEN),
+        (["push", str(run_dir), "--repo-id", REPO], WRONG_TOKEN),
     ]
-    generate_argv = ["generate", REPO, PROMPT, "--max-new-tokens", "6", "--temperature", "0"]
+    # the repo is private: loading it by id needs the token too
+    generate_argv = (["generate", REPO, PROMPT, "--max-new-tokens", "6", "--temperature", "0"], TOKEN)
     with LocalHub(tmp / "hub-storage", token=TOKEN) as hub:
-        report = _client(hub, tmp, PUSH_SCRIPT, json.dumps([cases, pushes, generate_argv, TOKEN]))
+        report = _client(hub, tmp, PUSH_SCRIPT, json.dumps([cases, pushes, generate_argv]))
         yield hub, report, run_dir, model, tmp
 
 
@@ -130,9 +135,12 @@ def test_bad_input_fails_clearly_before_any_request(pushed):
 
 def test_push_uploads_the_model_and_never_shows_the_token(pushed):
     hub, report, run_dir, *_ = pushed
-    assert all(p["rc"] == 0 for p in report["push"]), report["push"]
-    assert TOKEN not in report["all_output"]  # stdout, stderr and DEBUG logs of every push
-    assert "/commit/" in report["push"][0]["out"]
+    good, manual, refused = report["push"]
+    assert good["rc"] == 0 and manual["rc"] == 0, report["push"]
+    assert refused["rc"] == 2 and "the Hub refused the token for alice/tiny-foundry (HTTP 401)" in refused["err"]
+    # stdout, stderr and DEBUG logs of every push, accepted or refused
+    assert TOKEN not in report["all_output"] and WRONG_TOKEN not in report["all_output"]
+    assert "/commit/" in good["out"]
     files = hub.files(REPO)
     assert set(files) == {
         ".gitattributes", "README.md", "config.json", "generation_config.json", "model.safetensors",
@@ -151,7 +159,7 @@ def test_push_uploads_the_model_and_never_shows_the_token(pushed):
 
 def test_load_by_repo_id_without_lmfoundry(pushed):
     hub, _, _, model, tmp = pushed
-    loaded = _client(hub, tmp, LOAD_SCRIPT, REPO, PROMPT)
+    loaded = _client(hub, tmp, LOAD_SCRIPT, REPO, PROMPT, token=TOKEN)  # a private repo
     assert not loaded["lmfoundry_imported"]
     assert loaded["module"].startswith("transformers_modules")  # the repo's own modeling code
     assert loaded["eos"] == "<|endoftext|>"

@@ -97,7 +97,7 @@ def render_model_card(
         _architecture_section(config, n_params),
         _tokenizer_section(model_dir),
         _data_section(recipe, artifacts.curation_stats),
-        _training_section(recipe, artifacts, model_dir),
+        _training_section(recipe, artifacts),
         _evaluation_section(artifacts.eval_results),
         "## Limitations\n\nA small model trained on a limited corpus: expect factual errors, repetition and "
         "the biases of its training data. Do not use its output where correctness matters.",
@@ -242,10 +242,11 @@ def _curation_summary(stats: dict[str, Any] | None) -> str:
     return text
 
 
-def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts, model_dir: Path) -> str:
+def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts) -> str:
     parts = ["## Training"]
     metrics = artifacts.metrics or []
-    # metrics.jsonl rows have a kind: "train" (step, loss, tokens, ...), "val" (val_loss, val_bpb), "samples".
+    # metrics.jsonl rows have a kind: "train" (step, loss, tokens, ...), "val" (val_loss, val_bpb), "samples";
+    # a record carrying "hardware" / "num_processes" (any kind) fills those rows.
     train = [r for r in metrics if r.get("kind", "train") == "train"]
     val = [r for r in metrics if r.get("kind") == "val"]
     if train:
