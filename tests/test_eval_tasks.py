@@ -189,7 +189,10 @@ def test_bpb_on_text_is_the_model_loss_over_utf8_bytes(lm, data_dir, tmp_path):
     ids = [lm.prefix_token_id, *lm.tokenizer(doc, add_special_tokens=False)["input_ids"]]
     with torch.no_grad():
         loss = float(lm.model(torch.tensor([ids]), labels=torch.tensor([ids])).loss)
+    lm.model.train()  # as in a training loop: scored without dropout, and left in training mode
     result = evaluate_bpb(lm, tmp_path / "doc.txt")
+    assert lm.model.training
+    lm.model.eval()
     assert result.details["tokens"] == len(ids) - 1
     assert result.metrics["loss"] == pytest.approx(loss, rel=1e-4)
     assert result.metrics["bits_per_byte"] == pytest.approx(

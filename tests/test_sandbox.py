@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from lmfoundry.eval.sandbox import Sandbox, SandboxLimits
+from lmfoundry.eval.sandbox_launcher import SOCKET_GUARD, interpreter_reachable
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
@@ -95,23 +98,36 @@ def test_output_is_captured_and_limits_are_reported():
     assert len(flood.stdout) <= sandbox.limits.max_output_chars
 
 
-def test_process_isolation_fallback_blocks_sockets_time_and_environment(listener, monkeypatch):
+def test_process_isolation_fallback(listener, monkeypatch):
+    """Without namespaces: limits, clean environment, no sockets; as root it must drop to an
+    unprivileged uid, and refuses to run at all when the interpreter is out of that uid's reach."""
     port, reached = listener
     monkeypatch.setenv("LMF_TEST_SECRET", "hunter2")
     sandbox = Sandbox(SandboxLimits(timeout_s=2), isolation="process")
-    sock, loop, env, ok = sandbox.run_many(
-        [
-            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'leak')",
-            "while True:\n    pass",
-            "import os\nassert 'LMF_TEST_SECRET' not in os.environ\nimport sys\nsys.exit(5)",
-            "print(2 + 2)",
-        ]
-    )
+    programs = [
+        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'leak')",
+        "while True:\n    pass",
+        "import os, sys\nsys.exit(5 if 'LMF_TEST_SECRET' not in os.environ else 0)",
+        "import os\nprint(os.getuid())",
+    ]
+    sock, loop, env, ok = sandbox.run_many(programs)
+    if ROOT and not interpreter_reachable():
+        for result in (sock, loop, env, ok):
+            assert result.status == "error" and "refusing to run as root" in result.stderr
+        return
     assert sock.status == "failed" and "network access is disabled" in sock.stderr
     assert loop.status == "timeout"
-    assert env.returncode == 5  # the secret was not there
-    assert ok.passed and ok.stdout == "4\n" and ok.isolation == "process"
+    assert env.returncode == 5
+    assert ok.passed and ok.isolation == "process" and (int(ok.stdout) != 0 or not ROOT)
     assert reached == []
+
+
+def test_socket_guard_of_the_fallback_refuses_to_create_sockets(tmp_path):
+    (tmp_path / "program.py").write_text("import socket\nsocket.socket()")
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", SOCKET_GUARD], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "network access is disabled in the sandbox" in done.stderr
 
 
 def test_bad_isolation_name_is_rejected():

@@ -7,8 +7,9 @@ left-truncated to the model's window), so our MMLU numbers and lm-eval's agree o
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ class LanguageModel:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = model.eval()
+        self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
@@ -97,45 +98,69 @@ class LanguageModel:
 
     # ---- scoring -------------------------------------------------------------------------------
     @torch.no_grad()
-    def token_logprobs(self, sequences: Sequence[list[int]], score_from: Sequence[int]) -> list[torch.Tensor]:
+    def token_logprobs(
+        self,
+        sequences: Sequence[list[int]],
+        score_from: Sequence[int],
+        final_candidates: Sequence[list[int]] | None = None,
+    ) -> list[torch.Tensor]:
         """Log-probabilities of ``seq[i]`` for ``i >= score_from`` (one tensor per sequence).
 
-        Sequences longer than the window are the caller's business: each must fit ``max_length + 1``
-        tokens (the last token is only a target). Batches are sorted by length to limit padding.
+        With ``final_candidates``, sequence j's last token is swapped for each of
+        ``final_candidates[j]`` in turn and the tensor holds the summed log-probability of the scored
+        tokens per candidate: one forward pass scores every answer letter of a multiple-choice
+        question. Each sequence must fit ``max_length + 1`` tokens (the last is only a target).
+        Batches are sorted by length to limit padding.
         """
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(sequences)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            inputs = [sequences[i][:-1] for i in idx]
-            width = max(len(x) for x in inputs)
-            batch = torch.full((len(idx), width), pad, dtype=torch.long)
-            for row, ids in enumerate(inputs):
-                batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            logits = self.model(batch.to(self.device)).logits
-            for row, i in enumerate(idx):
-                targets = torch.tensor(sequences[i][1:], dtype=torch.long, device=logits.device)
-                first = max(score_from[i] - 1, 0)
-                logprobs = F.log_softmax(logits[row, first : len(targets)].float(), dim=-1)
-                out[i] = logprobs.gather(-1, targets[first:, None])[:, 0].cpu()
+        with _eval_mode(self.model):
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                inputs = [sequences[i][:-1] for i in idx]
+                width = max(len(x) for x in inputs)
+                batch = torch.full((len(idx), width), pad, dtype=torch.long)
+                for row, ids in enumerate(inputs):
+                    batch[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                logits = self.model(batch.to(self.device)).logits
+                for row, i in enumerate(idx):
+                    targets = torch.tensor(sequences[i][1:], dtype=torch.long, device=logits.device)
+                    first = max(score_from[i] - 1, 0)
+                    logprobs = F.log_softmax(logits[row, first : len(targets)].float(), dim=-1)
+                    picked = logprobs.gather(-1, targets[first:, None])[:, 0]
+                    if final_candidates is not None:
+                        candidates = torch.tensor(final_candidates[i], dtype=torch.long, device=logits.device)
+                        picked = picked[:-1].sum() + logprobs[-1, candidates]
+                    out[i] = picked.cpu()
         return out
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]], desc: str = "scoring") -> list[float]:
-        """Sum of log P(continuation | context) for each ``(context, continuation)`` pair."""
-        sequences, score_from = [], []
-        for context, continuation in requests:
+        """Sum of log P(continuation | context) for each ``(context, continuation)`` pair.
+
+        Requests that differ only in their last token (the choices of a multiple-choice question)
+        share one forward pass.
+        """
+        groups: dict[tuple[tuple[int, ...], int], list[tuple[int, int]]] = {}
+        for n, (context, continuation) in enumerate(requests):
             ctx, cont = self.encode_pair(context, continuation)
             if not cont:
                 raise ValueError(f"continuation {continuation!r} encodes to no tokens")
             seq = (ctx + cont)[-(self.max_length + 1) :]
-            sequences.append(seq)
-            score_from.append(len(seq) - len(cont))
-        results: list[float] = []
+            groups.setdefault((tuple(seq[:-1]), len(cont)), []).append((n, seq[-1]))
+        keys = list(groups)
+        results = [0.0] * len(requests)
         chunk = self.batch_size * 16
-        for start in tqdm(range(0, len(sequences), chunk), desc=desc, leave=False, unit="chunk"):
-            scores = self.token_logprobs(sequences[start : start + chunk], score_from[start : start + chunk])
-            results.extend(float(s.sum()) for s in scores)
+        for start in tqdm(range(0, len(keys), chunk), desc=desc, leave=False, unit="chunk"):
+            part = keys[start : start + chunk]
+            scores = self.token_logprobs(
+                [[*prefix, groups[(prefix, n)][0][1]] for prefix, n in part],
+                [len(prefix) + 1 - n for prefix, n in part],
+                final_candidates=[[last for _, last in groups[key]] for key in part],
+            )
+            for key, per_candidate in zip(part, scores):
+                for (n, _), score in zip(groups[key], per_candidate.tolist()):
+                    results[n] = score
         return results
 
     # ---- generation ----------------------------------------------------------------------------
@@ -160,9 +185,8 @@ class LanguageModel:
         encoded = [self.encode(p)[-budget:] for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(prompts)
-        for batch_no, start in enumerate(
-            tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False, unit="batch")
-        ):
+        batches = enumerate(tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False, unit="batch"))
+        for batch_no, start in batches:
             idx = order[start : start + self.batch_size]
             width = max(len(encoded[i]) for i in idx)
             input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -172,25 +196,39 @@ class LanguageModel:
                 input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 mask[row, width - len(ids) :] = 1
             sampling = temperature > 0
-            if sampling:
+            devices = [self.device] if self.device.type == "cuda" else []
+            # a private RNG stream: the caller's (a training loop's) random state is left as it was
+            with _eval_mode(self.model), torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed * 1_000_003 + batch_no)
-            generated = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=sampling,
-                temperature=temperature if sampling else None,
-                top_p=None,
-                top_k=None,
-                stop_strings=list(stop) or None,
-                tokenizer=tok if stop else None,
-                pad_token_id=pad,
-                eos_token_id=tok.eos_token_id,
-            )
+                generated = self.model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=sampling,
+                    temperature=temperature if sampling else None,
+                    top_p=None,
+                    top_k=None,
+                    stop_strings=list(stop) or None,
+                    tokenizer=tok if stop else None,
+                    pad_token_id=pad,
+                    eos_token_id=tok.eos_token_id,
+                )
             for row, i in enumerate(idx):
                 text = tok.decode(generated[row, width:], skip_special_tokens=True)
                 outputs[i] = truncate_at_stop(text, stop)
         return outputs
+
+
+@contextlib.contextmanager
+def _eval_mode(model: PreTrainedModel) -> Iterator[None]:
+    """Evaluation mode (no dropout) for the duration, then the caller's mode again: a training loop
+    can score its model in-loop without the evaluation flipping it out of training mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -89,7 +89,7 @@ def _private_ancestor(path: str) -> str | None:
     return None
 
 
-def _interpreter_reachable() -> bool:
+def interpreter_reachable() -> bool:
     return all(_private_ancestor(p) is None for p in _interpreter_paths())
 
 
@@ -242,7 +242,16 @@ def _run_in_namespaces(request: dict) -> dict | None:
 
 def _run_in_process(request: dict) -> dict:
     """Fallback isolation without namespaces."""
-    uid = int(request["uid"]) if os.geteuid() == 0 and _interpreter_reachable() else None
+    if os.geteuid() == 0 and not interpreter_reachable():
+        # root ignores RLIMIT_NPROC and owns the caller's files: never run generated code as root
+        return {
+            "returncode": -1,
+            "timed_out": False,
+            "wall_s": 0.0,
+            "error": f"refusing to run as root: no namespaces, and the interpreter under "
+            f"{_interpreter_paths()[0]} is not reachable by an unprivileged uid",
+        }
+    uid = int(request["uid"]) if os.geteuid() == 0 else None
     workdir = tempfile.mkdtemp(prefix="lmfoundry-sandbox-")
     try:
         return _supervise(request, workdir, uid, guard=True)

@@ -23,7 +23,9 @@ def _shard_chunks(path: Path, dtype: type[np.unsignedinteger]):
         yield np.asarray(tokens[start : start + CHUNK_TOKENS])
 
 
-def unigram_bits_per_byte(shards_dir: str | Path, train_split: str = "train", eval_split: str = "val") -> float:
+def unigram_bits_per_byte(
+    shards_dir: str | Path, train_split: str = "train", eval_split: str = "val"
+) -> float:
     """Bits per UTF-8 byte of ``eval_split`` under a unigram model fitted on ``train_split``."""
     root = Path(shards_dir)
     manifest = read_manifest(root)

@@ -184,4 +184,3 @@ class BitsPerByteTask:
             self.source,
         )
         return result
-
