@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 from huggingface_hub import ModelCard
 from test_hub_fixtures import build_run_folder, build_tiny_model
 
@@ -61,7 +62,8 @@ def test_card_from_a_full_run(run_dir):
     assert "lr: 0.003" in text
     assert "![Training loss](loss_curve.png)" in text
     assert (run_dir / "model" / "loss_curve.png").read_bytes() == (run_dir / "train" / "loss_curve.png").read_bytes()
-    assert "| bpb | bits_per_byte | 1.234 |" in text
+    assert "| bpb | bits_per_byte | 1.234 |  |" in text and "| mmlu | acc | 0.25 | 5-shot, 57 questions |" in text
+    assert "Samples at step 20" in text and "The quick fox\n---\nIn the beginning" in text and "early" not in text
     assert 'from_pretrained("alice/tiny-foundry", trust_remote_code=True)' in text
     assert 'pipeline("text-generation", model="alice/tiny-foundry", trust_remote_code=True)' in text
     assert is_generated_card(path)
@@ -71,7 +73,7 @@ def test_card_of_a_bare_model_says_what_is_missing(tmp_path):
     build_tiny_model(tmp_path / "model")
     card = ModelCard.load(write_model_card(tmp_path / "model"))
     assert "model-index" not in card.content and card.data.eval_results is None
-    for missing in ("has not been evaluated", "No curation statistics", "No training metrics",
+    for missing in ("has not been evaluated", "No curation statistics", "No training metrics", "No samples",
                     "Loss-spike events: not recorded", "recipe was not recorded"):
         assert missing in card.text
     assert not (tmp_path / "model" / "loss_curve.png").exists()
@@ -87,6 +89,16 @@ def test_run_dir_is_found_from_the_model_folder(run_dir, tmp_path):
     assert locate_model_dir(train) == (train / "model", train)
     card = ModelCard.load(write_model_card(train / "model"))
     assert "| Optimizer steps | 20 |" in card.text
+
+
+def test_default_corpus_run_names_the_built_in_corpus(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "curate" / "stats.json").unlink()
+    (run / "train" / "recipe.yaml").write_text(yaml.safe_dump({"run": {"default_corpus": True}, "data": {"inputs": []}}))
+    card = ModelCard.load(write_model_card(run / "model"))
+    assert "- lmfoundry's built-in corpus: the King James Bible" in card.text
+    assert "datasets" not in card.data.to_dict()
 
 
 def test_malformed_artifacts_do_not_break_the_card(run_dir, tmp_path):

@@ -61,6 +61,9 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
     rows = [{"kind": "train", "step": s, "loss": 6.0 - 0.2 * s, "lr": 0.003, "grad_norm": 1.0,
              "tokens": 256 * s, "tokens_per_s": 1500.0, "mfu": 0.01} for s in range(1, 21)]
     rows.append({"kind": "val", "step": 20, "val_loss": 2.5, "val_bpb": 1.2345})
+    rows.append({"kind": "samples", "step": 10, "samples": [{"prompt": "The", "text": " early"}]})
+    rows.append({"kind": "samples", "step": 20, "samples": [{"prompt": "The", "text": " quick fox"},
+                                                            {"prompt": "In the", "text": " beginning"}]})
     (run_dir / "train" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tra')
     (run_dir / "train" / "spikes.jsonl").write_text(
         json.dumps({"step": 12, "data_step": 12, "loss": 9.5, "grad_norm": 40.0, "reason": "loss z-score",
@@ -69,6 +72,6 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
     (run_dir / "eval" / "results.json").write_text(json.dumps({
         "model": str(run_dir / "model"), "lmfoundry_version": "0.1.0", "created": "2026-11-28T12:00:00+00:00",
         "results": {"bpb": {"bits_per_byte": 1.2345, "perplexity": 12.5, "loss": 2.5}, "mmlu": {"acc": 0.25}},
-        "details": {},
+        "details": {"mmlu": {"num_fewshot": 5, "num_questions": 57, "subjects": {}}},
     }))
     return model

