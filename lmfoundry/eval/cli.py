@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N items (per subject for MMLU)")
     p.add_argument(
         "--output",
-        help="results.json path (default: MODEL/eval/results.json, or ./results.json for a Hub id)",
+        help="results.json path (default: ./results.json); results.md is written beside it",
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-fewshot", type=int, help="shots (default: MMLU 5, GSM8K 8)")
@@ -45,10 +45,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from lmfoundry.eval.harness import evaluate_model
 
-    output = args.output
-    if output is None:
-        folder = Path(args.model)
-        output = folder / "eval" / "results.json" if folder.is_dir() else Path("results.json")
+    output = Path(args.output or "results.json")
     results = evaluate_model(
         args.model,
         args.tasks,
@@ -69,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for task, metrics in results["results"].items():
         print(task + ": " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    print(f"wrote {output} and {Path(output).with_suffix('.md')}")
+    print(f"wrote {output} and {output.with_suffix('.md')}")
     return 0

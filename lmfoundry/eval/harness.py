@@ -8,6 +8,7 @@ keeps what was already measured.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +74,10 @@ def evaluate_model(
         max_new_tokens=max_new_tokens,
         sandbox_timeout=sandbox_timeout,
     )
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(Path(output).parent, os.W_OK):
+            raise PermissionError(f"cannot write results to {output}: its folder is not writable")
     built = [build_task(name, options) for name in names]
     lm = (
         model_or_path

@@ -95,6 +95,7 @@ class HumanEvalTask:
         return TaskResult(
             metrics=metrics,
             details={
+                "num_questions": len(per_problem),
                 "num_samples": self.num_samples,
                 "temperature": self.temperature,
                 "problems": per_problem,
