@@ -67,6 +67,7 @@ class TrainConfig:
     spike_window: int = 128
     spike_min_history: int = 16
     spike_zscore: float = 6.0
+    spike_grad_zscore: float = 6.0
     spike_ratio: float = 3.0
     spike_rollback_steps: int | None = None
     spike_skip_extra: int | None = None
@@ -74,8 +75,9 @@ class TrainConfig:
     spike_lr_steps: int = 0
     spike_max_rollbacks: int = 5
 
-    # fault injection (tests, drills): "START-END" data steps whose tokens are replaced by random ids
+    # fault injection (tests, drills): "START-END" data steps trained with lr * poison_lr_factor
     poison_batches: str | None = None
+    poison_lr_factor: float = 1000.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,7 +128,7 @@ class TrainConfig:
         return [t for t in names if t != "none"]
 
     def poison_range(self) -> range:
-        """Data steps whose batches the fault injection replaces with random tokens (empty if off)."""
+        """Data steps the fault injection trains with a destructive learning rate (empty if off)."""
         if not self.poison_batches:
             return range(0)
         text = str(self.poison_batches)

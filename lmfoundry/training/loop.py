@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
@@ -151,20 +151,19 @@ class Trainer:
                              f"{self.model_config.max_position_embeddings}")
         self.resuming = _prepare_output_dir(self.output_dir, resume)
 
-        self.grad_accum = cfg.grad_accum_for(PartialState().num_processes)
         self.accelerator = acc = Accelerator(
             mixed_precision=_mixed_precision(cfg.mixed_precision),
-            gradient_accumulation_steps=self.grad_accum,
             log_with=cfg.trackers() or None,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
                                                 logging_dir=str(self.output_dir / "logs")),
         )
+        self.grad_accum = acc.gradient_accumulation_steps = cfg.grad_accum_for(acc.num_processes)
         fingerprint = tokenizer_fingerprint(cfg.tokenizer)
         data_args = dict(seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size, rank=acc.process_index,
                          world_size=acc.num_processes, seed=self.seed, expected_fingerprint=fingerprint,
                          verify_checksums=cfg.verify_checksums)
         self.train_data = PretrainDataset(cfg.shards, split="train", grad_accum_steps=self.grad_accum, **data_args)
-        self.val_data = PretrainDataset(cfg.shards, split="val", grad_accum_steps=1, **data_args)
+        self.val_data = PretrainDataset(cfg.shards, split="val", grad_accum_steps=self.grad_accum, **data_args)
         self.total_steps = cfg.total_steps(self.train_data.tokens_per_step)
         self.rollback_steps = cfg.rollback_steps(self.total_steps)
         self.poisoned = cfg.poison_range()
@@ -184,13 +183,15 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.state = RunState(self.train_data, SpikeDetector(cfg.spike_window, cfg.spike_min_history,
-                                                             cfg.spike_zscore, cfg.spike_ratio))
+                                                             cfg.spike_zscore, cfg.spike_ratio,
+                                                             cfg.spike_grad_zscore))
         acc.register_for_checkpointing(self.state)
         self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", acc, cfg.keep_last)
         self.metrics = JsonlLog(self.output_dir / "metrics.jsonl")
         self.spikes = JsonlLog(self.output_dir / "spikes.jsonl")
         self.peak_flops = peak_flops(acc.device, cfg.peak_flops_per_device)
         self.last_val: dict = {}
+        self.last_train_loss: float | None = None
 
     # ----------------------------------------------------------------------------------------- run
     def fit(self) -> dict:
@@ -244,7 +245,7 @@ class Trainer:
         summary = {
             "steps": self.state.step,
             "tokens": self.state.tokens,
-            "final_train_loss": self._last_train_loss(),
+            "final_train_loss": self.last_train_loss,
             "val_loss": self.last_val.get("val_loss"),
             "val_bpb": self.last_val.get("val_bpb"),
             "rollbacks": self.state.rollbacks,
@@ -267,16 +268,15 @@ class Trainer:
                    warmup_steps=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
         if step < state.lr_reduced_until:
             lr *= cfg.spike_lr_factor
+        if data_step in self.poisoned:
+            lr *= cfg.poison_lr_factor
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         started = time.perf_counter()
         self.model.train()
         loss_sum = torch.zeros((), device=acc.device)
         for micro_step in range(self.grad_accum):
-            batch = self.train_data.get_batch(step, micro_step)
-            if data_step in self.poisoned:
-                batch = faults.poison(batch, data_step, micro_step, self.model_config.vocab_size)
-            batch = batch.to(acc.device, non_blocking=True)
+            batch = self.train_data.get_batch(step, micro_step).to(acc.device, non_blocking=True)
             # accumulate(): gradients are all-reduced on the last micro-step only; backward() divides
             # the loss by grad_accum (DeepSpeed does both inside its engine)
             with acc.accumulate(self.model):
@@ -298,6 +298,7 @@ class Trainer:
         state.detector.record(step_loss, grad_norm)
         state.step += 1
         state.tokens += self.train_data.tokens_per_step
+        self.last_train_loss = step_loss
         elapsed = time.perf_counter() - started
         tokens_per_s = self.train_data.tokens_per_step / elapsed
         record = {
@@ -311,12 +312,16 @@ class Trainer:
         return record
 
     def _roll_back(self, step: int, data_step: int, loss: float, grad_norm: float | None, verdict: Verdict) -> None:
-        """Restore the newest clean checkpoint and skip past the batches seen from it through the spike."""
+        """Restore the newest clean checkpoint and skip past the batches seen from it through the spike.
+
+        ``step`` is the 0-based index of the failed step; logs call it step ``step + 1`` like the
+        metrics do (step N = the N-th optimizer step). Data steps are 0-based batch indices.
+        """
         acc, cfg, state = self.accelerator, self.cfg, self.state
         rollbacks = state.rollbacks + 1
         if rollbacks > cfg.spike_max_rollbacks:
             raise TrainingDivergedError(
-                f"loss spike at step {step} (loss {loss:.4g}, grad norm {grad_norm}, {verdict.reason}) after "
+                f"loss spike at step {step + 1} (loss {loss:.4g}, grad norm {grad_norm}, {verdict.reason}) after "
                 f"{cfg.spike_max_rollbacks} rollbacks already; stopping. Checkpoints are intact in "
                 f"{self.checkpoints.root}; lower train.lr, raise train.spike_max_rollbacks or inspect spikes.jsonl")
         target = self.checkpoints.newest_clean()
@@ -334,20 +339,20 @@ class Trainer:
         state.rollbacks = rollbacks
         state.lr_reduced_until = state.step + cfg.spike_lr_steps
         event = {
-            "step": step, "data_step": data_step, "loss": loss, "grad_norm": grad_norm, "reason": verdict.reason,
+            "step": step + 1, "data_step": data_step, "loss": loss, "grad_norm": grad_norm, "reason": verdict.reason,
             "zscore": verdict.zscore, "checkpoint_restored": str(target.path) if target else None,
             "restored_step": restored_step, "skipped_data_steps": [first, first + skipped - 1],
             "batches_skipped": skipped, "rollback": rollbacks,
         }
         logger.warning(
             "loss spike at step %d (data step %d): loss %.4g, grad norm %s, %s%s; restored %s, skipped data "
-            "steps %d-%d (%d batches), rollback %d of at most %d", step, data_step, loss, grad_norm, verdict.reason,
+            "steps %d-%d (%d batches), rollback %d of at most %d", step + 1, data_step, loss, grad_norm, verdict.reason,
             f" z={verdict.zscore:.1f}" if verdict.zscore is not None else "",
             target.path if target else "nothing (no clean checkpoint)", first, first + skipped - 1, skipped,
             rollbacks, cfg.spike_max_rollbacks)
         if acc.is_main_process:
             self.spikes.append(event)
-        acc.log({"train/spike_loss": loss, "train/rollbacks": rollbacks}, step=step)
+        acc.log({"train/spike_loss": loss, "train/rollbacks": rollbacks}, step=step + 1)
 
     # ------------------------------------------------------------------------------ side outputs
     def _log(self, record: dict) -> None:
@@ -367,7 +372,7 @@ class Trainer:
 
     def _validate(self) -> None:
         acc = self.accelerator
-        self.last_val = validate(self.model, self.val_data, self.cfg.eval_batches, acc)
+        self.last_val = validate(self.model, self.val_data, self.cfg.eval_batches, self.grad_accum, acc)
         record = {"kind": "val", "step": self.state.step, **self.last_val}
         logger.info("step %d: val loss %.4f, val bpb %.4f", self.state.step, record["val_loss"], record["val_bpb"])
         if acc.is_main_process:
@@ -385,17 +390,12 @@ class Trainer:
     def _checkpoint(self) -> Checkpoint:
         ckpt = self.checkpoints.save(self.state.step, {
             "tokens": self.state.tokens, "data_step": self.state.step + self.train_data.skipped_steps,
-            "loss": self._last_train_loss(), "val": self.last_val,
+            "loss": self.last_train_loss, "val": self.last_val,
         })
         if not self.cfg.spike_detection:
             self.checkpoints.mark_clean(ckpt)  # nothing will judge it; keep retention simple
         self._plot()
         return ckpt
-
-    def _last_train_loss(self) -> float | None:
-        losses = [r["loss"] for r in self.metrics.read() if r.get("kind") == "train"] \
-            if self.accelerator.is_main_process else []
-        return losses[-1] if losses else None
 
     def _plot(self) -> None:
         if self.accelerator.is_main_process:

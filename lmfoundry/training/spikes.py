@@ -3,13 +3,18 @@
 A step is a spike when its loss or gradient norm
 
 - is NaN or infinite, or
-- lies more than ``zscore`` standard deviations above the mean of the last ``window`` accepted
-  steps (OLMo-core uses 6σ over 128 steps), once ``min_history`` steps are known, or
+- lies more than ``zscore`` (loss) or ``grad_zscore`` (gradient norm) standard deviations above the
+  mean of the last ``window`` accepted steps (OLMo-core uses 6σ over 128 steps), once
+  ``min_history`` steps are known, or
 - early in training, before a z-score means anything: its loss exceeds ``ratio`` times the median
   loss of the steps seen so far.
 
-Only upward moves count. The standard deviation is floored at 0.1% of the mean so that a flat
-stretch does not turn ordinary noise into a 6σ event. The detector sees only values already reduced
+The gradient norm has its own threshold because it is far noisier than the loss at small batch
+sizes (a 256-token batch moves it by 2x from step to step); ``grad_zscore=0`` turns that check off.
+
+Only upward moves count. The standard deviation is floored at a fraction of the mean (1% for the
+loss, 10% for the gradient norm, which wanders far more from step to step) so that a quiet stretch
+does not turn ordinary noise into a 6σ event. The detector sees only values already reduced
 over all processes, so every rank reaches the same verdict; spike steps are never recorded, so one
 spike does not raise the bar for the next.
 """
@@ -32,8 +37,10 @@ class Verdict:
 
 
 class SpikeDetector:
-    def __init__(self, window: int = 128, min_history: int = 16, zscore: float = 6.0, ratio: float = 3.0):
-        self.window, self.min_history, self.threshold, self.ratio = window, min_history, zscore, ratio
+    def __init__(self, window: int = 128, min_history: int = 16, zscore: float = 6.0, ratio: float = 3.0,
+                 grad_zscore: float = 6.0):
+        self.window, self.min_history, self.ratio = window, min_history, ratio
+        self.threshold, self.grad_threshold = zscore, grad_zscore
         self.losses: deque[float] = deque(maxlen=window)
         self.grad_norms: deque[float] = deque(maxlen=window)
 
@@ -42,11 +49,12 @@ class SpikeDetector:
         for name, value in (("loss", loss), ("grad_norm", grad_norm)):
             if value is not None and not math.isfinite(value):
                 return Verdict(True, f"non-finite {name}")
-        loss_z = self._zscore(loss, self.losses)
+        loss_z = self._zscore(loss, self.losses, 0.01)
         if loss_z is not None and loss_z > self.threshold:
             return Verdict(True, "loss z-score", loss_z)
-        grad_z = None if grad_norm is None else self._zscore(grad_norm, self.grad_norms)
-        if grad_z is not None and grad_z > self.threshold:
+        grad_z = None if grad_norm is None or not self.grad_threshold else \
+            self._zscore(grad_norm, self.grad_norms, 0.1)
+        if grad_z is not None and grad_z > self.grad_threshold:
             return Verdict(True, "grad_norm z-score", grad_z)
         if loss_z is None and self.losses and loss > self.ratio * statistics.median(self.losses):
             return Verdict(True, "loss ratio")
@@ -58,11 +66,11 @@ class SpikeDetector:
         if grad_norm is not None:
             self.grad_norms.append(float(grad_norm))
 
-    def _zscore(self, value: float, history: deque[float]) -> float | None:
+    def _zscore(self, value: float, history: deque[float], std_floor: float) -> float | None:
         if len(history) < self.min_history:
             return None
         mean = statistics.fmean(history)
-        std = max(statistics.pstdev(history, mean), 1e-3 * abs(mean), 1e-12)
+        std = max(statistics.pstdev(history, mean), std_floor * abs(mean), 1e-12)
         return (value - mean) / std
 
     def state_dict(self) -> dict:

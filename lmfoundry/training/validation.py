@@ -28,17 +28,23 @@ def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, val: PretrainDataset, batches: int, accelerator: Accelerator) -> dict:
-    """Mean val loss over ``batches`` fixed global batches (capped at one pass), and its bpb."""
+def validate(model: torch.nn.Module, val: PretrainDataset, batches: int, micro_steps: int,
+             accelerator: Accelerator) -> dict:
+    """Mean val loss over ``batches`` fixed global batches (capped at one pass), and its bpb.
+
+    ``val`` is laid out like the training data (``micro_steps`` micro-batches per global batch), so
+    the windows evaluated are the same whatever the number of processes.
+    """
     was_training = model.training
     model.eval()
     per_batch = val.tokens_per_step // val.seq_len  # windows in one global batch
     batches = max(1, min(batches, val.windows_per_epoch // max(1, per_batch)))
     total = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     for index in range(batches):
-        batch = val.get_batch(index, 0).to(accelerator.device)
-        total += lm_loss(model, batch).double()
-    loss = accelerator.reduce(total / batches, "mean").item()
+        for micro_step in range(micro_steps):
+            batch = val.get_batch(index, micro_step).to(accelerator.device)
+            total += lm_loss(model, batch).double()
+    loss = accelerator.reduce(total / (batches * micro_steps), "mean").item()
     model.train(was_training)
     return {"val_loss": loss, "val_bpb": loss / math.log(2) / val.bytes_per_token, "val_batches": batches}
 

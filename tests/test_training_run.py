@@ -1,0 +1,250 @@
+"""End-to-end training on real shards: the real FoundryForCausalLM, a tokenizer from train_tokenizer,
+shards from tokenize_corpus. Covers the run folder, exact resume after SIGKILL (also mid-checkpoint),
+two processes vs gradient accumulation, spike rollback by fault injection, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lmfoundry.cli import main as cli_main
+from lmfoundry.data.default_corpus import bible_jsonl_path
+from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.recipe import load_recipe
+from lmfoundry.tokenization import train_tokenizer
+from lmfoundry.training import TrainingDivergedError, train
+
+MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "max_position_embeddings": 64}
+STEPS = 24
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a busy 2-core machine two threads make these tiny matmuls ~10x slower; the
+    subprocesses get the same setting so their losses compare bit for bit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """A tokenizer and token shards built once from ~4,000 KJV verses (real text, real pipeline)."""
+    root = tmp_path_factory.mktemp("training-data")
+    verses = [json.loads(line)["text"] for line in bible_jsonl_path().read_text().splitlines()[:4000]]
+    corpus = root / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": " ".join(verses[i:i + 8])}) + "\n"
+                              for i in range(0, len(verses), 8)), encoding="utf-8")
+    train_tokenizer([corpus], 512, root / "tokenizer", show_progress=False)
+    tokenize_corpus([corpus], root / "tokenizer", root / "shards", val_fraction=0.1, show_progress=False)
+    return {"root": root, "tokenizer": root / "tokenizer", "shards": root / "shards"}
+
+
+def recipe_for(data: dict, **train_fields) -> dict:
+    train_section = {
+        "shards": str(data["shards"]), "tokenizer": str(data["tokenizer"]), "seq_len": 32,
+        "micro_batch_size": 4, "global_batch_size": 8, "max_steps": STEPS, "lr": 3e-3, "warmup_steps": 4,
+        "checkpoint_every": 8, "keep_last": 2, "eval_every": 8, "eval_batches": 4, "report_to": "none",
+        "sample_prompts": ["In the beginning"], "sample_max_new_tokens": 8, "seed": 3,
+        "spike_window": 8, "spike_min_history": 6, "spike_grad_zscore": 0, "spike_rollback_steps": 2,
+        "spike_skip_extra": 1,
+    }
+    train_section.update(train_fields)
+    return {"model": dict(MODEL), "train": train_section}
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """Loss per step as the run kept it (the last record of a step wins)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+def run_cli(args: list[str], env_extra: dict | None = None, module: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    command = module or [sys.executable, "-m", "lmfoundry.cli"]
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run that several tests compare against."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    summary = train(recipe_for(data, report_to="tensorboard"), out)
+    return out, summary
+
+
+def test_run_folder_has_model_metrics_plot_and_recipe(reference, data):
+    out, summary = reference
+    assert summary["steps"] == STEPS and summary["tokens"] == STEPS * 8 * 32 and summary["rollbacks"] == 0
+    losses = train_losses(out)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    assert losses[STEPS] < losses[1] - 0.5  # it learns
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [8, 16, 24]
+    bytes_per_token = json.loads((data["shards"] / "manifest.json").read_text())["splits"]["val"]["bytes_per_token"]
+    assert val[-1]["val_bpb"] == pytest.approx(val[-1]["val_loss"] / math.log(2) / bytes_per_token, rel=1e-9)
+    assert summary["val_loss"] == val[-1]["val_loss"]
+    samples = [r for r in records if r["kind"] == "samples"]
+    assert samples and samples[-1]["samples"][0]["prompt"] == "In the beginning"
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((out / "logs").rglob("events.out.tfevents*")), "TensorBoard tracker wrote nothing"
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert saved["model"]["vocab_size"] == len(AutoTokenizer.from_pretrained(data["tokenizer"]))
+    assert saved["train"]["max_steps"] == STEPS
+    # checkpoints: the last two plus the final one; each complete
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-16", "step-24", "step-8"] or names == ["step-16", "step-24"]
+    assert all((out / "checkpoints" / n / "COMPLETE").is_file() for n in names)
+    # the exported model loads with the Auto classes and reproduces the training loss computation
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    ids = tokenizer("In the beginning God created", return_tensors="pt").input_ids
+    generated = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == ids.shape[1] + 5
+
+
+def test_sigkill_mid_run_and_mid_checkpoint_then_resume_is_bitwise_exact(reference, data, tmp_path):
+    ref_dir, _ = reference
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
+    out = tmp_path / "run"
+    # 1) killed halfway through writing the step-16 checkpoint: state written, marker and rename not
+    first = run_cli(["train", str(recipe), "--output", str(out)], {"LMFOUNDRY_FAULT_SIGKILL": "checkpoint:16"})
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert (out / "checkpoints" / ".tmp-step-16").is_dir() and not (out / "checkpoints" / "step-16").exists()
+    # 2) resumes from step 8 (never from the interrupted write), killed again as step 20 begins
+    second = run_cli(["train", str(recipe), "--output", str(out), "--resume"], {"LMFOUNDRY_FAULT_SIGKILL": "step:20"})
+    assert second.returncode == -9, second.stderr[-2000:]
+    assert "removing incomplete checkpoint" in second.stderr and "resumed from" in second.stderr
+    assert "step-8 (step 8," in second.stderr
+    # 3) resumes (here in-process) from step 16, written by the second process, and finishes
+    summary = train(recipe_for(data), out)
+    assert summary["steps"] == STEPS and (out / "checkpoints" / "step-24").is_dir()
+    ours, expected = train_losses(out), train_losses(ref_dir)
+    assert sorted(ours) == list(range(1, STEPS + 1))
+    assert ours == expected  # bitwise: floats from JSON compare exactly
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_two_processes_match_one_process_with_grad_accumulation(reference, data, tmp_path):
+    ref_dir, _ = reference
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
+    out = tmp_path / "ddp"
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry.train"]
+    result = run_cli([str(recipe), "--output", str(out)], {"ACCELERATE_USE_CPU": "1"}, module=launch)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes x 1 micro-batches x 4 sequences" in result.stderr  # two real ranks
+    ours, expected = train_losses(out), train_losses(ref_dir)
+    assert sorted(ours) == sorted(expected)
+    assert max(abs(ours[s] - expected[s]) for s in ours) < 1e-5
+
+
+def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, data, tmp_path):
+    _, ref_summary = reference
+    out = tmp_path / "poisoned"
+    summary = train(recipe_for(data, poison_batches="17-18"), out)
+    events = [json.loads(line) for line in (out / "spikes.jsonl").read_text().splitlines()]
+    assert len(events) == 1 and summary["rollbacks"] == 1
+    event = events[0]
+    # step 18 (data step 17) got a destructive update; step 19 (data step 18) shows the spike.
+    # step-16 was judged clean after step 18 (rollback margin 2 steps) and is restored
+    assert event["step"] == 19 and event["data_step"] == 18 and event["reason"] == "loss z-score"
+    assert event["checkpoint_restored"].endswith("step-16") and event["restored_step"] == 16
+    # data steps 16..18 were seen from the checkpoint through the spike, + 1 extra: 16..19 skipped
+    assert event["skipped_data_steps"] == [16, 19] and event["batches_skipped"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kept = {r["step"]: r for r in records if r["kind"] == "train"}
+    assert sorted(kept) == list(range(1, STEPS + 1))
+    assert all(r["data_step"] not in range(16, 20) for r in kept.values())
+    assert kept[17]["data_step"] == 20  # the step after the checkpoint reads past the skipped batches
+    assert abs(summary["val_loss"] - ref_summary["val_loss"]) < 0.05
+    # no checkpoint lost: every step-N is complete and the rollback target survived
+    ckpts = out / "checkpoints"
+    assert all((p / "COMPLETE").is_file() for p in ckpts.glob("step-*"))
+    assert {p.name for p in ckpts.glob("step-*")} == {"step-16", "step-24"}
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_too_many_rollbacks_stop_with_a_clear_error_and_checkpoints_intact(data, tmp_path):
+    out = tmp_path / "diverged"
+    with pytest.raises(TrainingDivergedError, match=r"loss spike at step 14 .* after 0 rollbacks"):
+        train(recipe_for(data, poison_batches="12-12", spike_max_rollbacks=0), out)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-8"]
+    assert (out / "checkpoints" / "step-8" / "COMPLETE").is_file()
+
+
+def test_cli_trains_with_overrides_and_reports_bad_input(data, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
+    out = tmp_path / "cli-run"
+    assert cli_main(["train", str(recipe), "--output", str(out), "--train.max_steps", "3",
+                     "--train.eval_every", "0", "--train.checkpoint_every", "0"]) == 0
+    assert "trained 3 steps" in capsys.readouterr().out
+    assert sorted(train_losses(out)) == [1, 2, 3]
+    assert cli_main(["train", str(recipe), "--output", str(tmp_path / "x"), "--train.lr_typo", "1"]) == 2
+    assert "unknown field(s) lr_typo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"train": {"seq_len": 128}}, ValueError, r"train.seq_len=128 exceeds model.max_position_embeddings=64"),
+        ({"train": {"global_batch_size": 6}}, ValueError,
+         r"global_batch_size=6 is not divisible by processes \(1\) x micro_batch_size \(4\)"),
+        ({"train": {"warmup": 3}}, ValueError, r"recipe section 'train': unknown field\(s\) warmup"),
+        ({"model": {"hidden_layers": 3}}, ValueError, r"recipe section 'model': unknown field\(s\) hidden_layers"),
+        ({"model": {"vocab_size": 100}}, ValueError, r"model.vocab_size=100 is smaller than the tokenizer"),
+        ({"train": {"shards": "/nonexistent/shards"}}, FileNotFoundError, r"train.shards: folder /nonexistent"),
+    ],
+)
+def test_bad_recipe_values_fail_before_training(data, tmp_path, change, error, message):
+    recipe = recipe_for(data)
+    for section, fields in change.items():
+        recipe[section].update(fields)
+    with pytest.raises(error, match=message):
+        train(recipe, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_shards_from_another_tokenizer_are_refused(data, tmp_path):
+    other = train_tokenizer([data["root"] / "docs.jsonl"], 576, tmp_path / "other-tokenizer", show_progress=False)
+    assert len(other) != len(AutoTokenizer.from_pretrained(data["tokenizer"]))
+    with pytest.raises(ValueError, match="shards were made with tokenizer"):
+        train(recipe_for(data, tokenizer=str(tmp_path / "other-tokenizer")), tmp_path / "run")
+
+
+def test_resume_needs_an_existing_run_and_output_must_be_writable(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--resume: run folder .* does not exist"):
+        train(recipe_for(data), tmp_path / "missing", resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        train(recipe_for(data), tmp_path / "empty", resume=True)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match="is not writable"):
+        train(recipe_for(data), blocker / "run")
+
+
+def test_builtin_load_recipe_overrides_reach_train_config(data, tmp_path):
+    recipe_path = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
+    recipe = load_recipe(recipe_path, ["--train.max_steps", "2", "--train.schedule", "wsd",
+                                       "--train.checkpoint_every", "0", "--train.eval_every", "0"])
+    summary = train(recipe, tmp_path / "run")
+    assert summary["steps"] == 2
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["schedule"] == "wsd"
