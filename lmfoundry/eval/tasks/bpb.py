@@ -16,10 +16,12 @@ Sources:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lmfoundry.eval.data import load_hub, read_jsonl
 from lmfoundry.eval.lm import LanguageModel
@@ -30,8 +32,12 @@ logger = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
 
 
-def sliding_windows(tokens: list[int], context_length: int, stride: int) -> Iterator[tuple[list[int], int]]:
+def sliding_windows(
+    tokens: Sequence[int], context_length: int, stride: int
+) -> Iterator[tuple[Sequence[int], int]]:
     """(window, first scored index) pairs that score ``tokens[1:]`` exactly once each."""
+    if len(tokens) < 2:
+        return
     scored_until = 1  # tokens[0] only conditions
     for begin in range(0, max(len(tokens) - 1, 1), stride):
         end = min(begin + context_length + 1, len(tokens))
@@ -108,33 +114,26 @@ def evaluate_bpb(
     if not 0 < stride <= context_length:
         raise ValueError(f"bpb stride must be in [1, {context_length}], got {stride}")
     path = Path(source)
-    windows: list[tuple[list[int], int]] = []
+    doc_bytes: list[int] = []  # text sources: filled as documents are tokenized
     if (path / "manifest.json").exists():
         _check_fingerprint(lm, path)
         arrays, bytes_per_token = shard_tokens(path, split)
-        for tokens in arrays:
-            windows.extend(sliding_windows(tokens.tolist(), context_length, stride))
-        windows = windows[:limit]
-        doc_bytes = None
+        windows = islice(
+            chain.from_iterable(sliding_windows(a, context_length, stride) for a in arrays), limit
+        )
     else:
-        texts = read_texts(str(source))[:limit]
-        doc_bytes = []
-        for text in texts:
-            ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if not ids:
-                continue
-            doc_bytes.append(len(lm.tokenizer.decode(ids).encode("utf-8")))
-            windows.extend(sliding_windows([lm.prefix_token_id, *ids], context_length, stride))
-    if not windows:
-        raise ValueError(f"bpb: {source} holds no text to score")
+        windows = _text_windows(lm, read_texts(str(source))[:limit], context_length, stride, doc_bytes)
     nats, tokens = 0.0, 0
-    chunk = lm.batch_size * 8
-    for start in range(0, len(windows), chunk):
-        part = windows[start : start + chunk]
-        for scores in lm.token_logprobs([w for w, _ in part], [s for _, s in part]):
-            nats -= float(scores.double().sum())
-            tokens += scores.numel()
-    n_bytes = sum(doc_bytes) if doc_bytes is not None else round(tokens * bytes_per_token)
+    with tqdm(desc="bpb", unit="window", leave=False) as progress:
+        while part := list(islice(windows, lm.batch_size * 8)):
+            sequences = [np.asarray(w, dtype=np.int64).tolist() for w, _ in part]
+            for scores in lm.token_logprobs(sequences, [first for _, first in part]):
+                nats -= float(scores.double().sum())
+                tokens += scores.numel()
+            progress.update(len(part))
+    if not tokens:
+        raise ValueError(f"bpb: {source} holds no text to score")
+    n_bytes = sum(doc_bytes) if doc_bytes else round(tokens * bytes_per_token)
     metrics = load_metric("bits_per_byte").compute(
         loss_nats=[nats], num_tokens=[tokens], num_bytes=[max(n_bytes, 1)]
     )
@@ -148,6 +147,17 @@ def evaluate_bpb(
     return TaskResult(
         metrics={k: metrics[k] for k in ("bits_per_byte", "perplexity", "loss")}, details=details
     )
+
+
+def _text_windows(
+    lm: LanguageModel, texts: list[str], context_length: int, stride: int, doc_bytes: list[int]
+) -> Iterator[tuple[list[int], int]]:
+    """Windows over each document, conditioned on the prefix token so its first token is scored."""
+    for text in texts:
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if ids:
+            doc_bytes.append(len(lm.tokenizer.decode(ids).encode("utf-8")))
+            yield from sliding_windows([lm.prefix_token_id, *ids], context_length, stride)
 
 
 def _check_fingerprint(lm: LanguageModel, shards_dir: Path) -> None:
