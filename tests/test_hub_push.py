@@ -90,14 +90,18 @@ def pushed(tmp_path_factory):
     run_dir = tmp / "run"
     model = build_run_folder(run_dir)
     for name, remove in (("no-tokenizer", ["tokenizer.json", "tokenizer_config.json"]),
-                         ("no-weights", ["model.safetensors"]), ("bin-only", ["model.safetensors"])):
+                         ("no-weights", ["model.safetensors"]), ("bin-only", ["model.safetensors"]),
+                         ("no-code", ["modeling_foundry.py"]), ("lost-shard", [])):
         shutil.copytree(run_dir / "model", tmp / name)
         for file in remove:
             (tmp / name / file).unlink()
     torch.save(model.state_dict(), tmp / "bin-only" / "pytorch_model.bin")
-    manual = tmp / "manual"
+    (tmp / "lost-shard" / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}))
+    manual = tmp / "manual"  # a hand-written card, and no generation config
     shutil.copytree(run_dir / "model", manual)
     (manual / "README.md").write_text("# My own card\n")
+    (manual / "generation_config.json").unlink()
     cases = [
         (["push", str(run_dir), "--repo-id", "alice/bad-no-token"], None),
         (["push", str(run_dir), "--repo-id", "not a valid id!"], TOKEN),
@@ -105,6 +109,8 @@ def pushed(tmp_path_factory):
         (["push", str(tmp / "no-tokenizer"), "--repo-id", "alice/bad-tokenizer"], TOKEN),
         (["push", str(tmp / "no-weights"), "--repo-id", "alice/bad-weights"], TOKEN),
         (["push", str(tmp / "bin-only"), "--repo-id", "alice/bad-bin"], TOKEN),
+        (["push", str(tmp / "no-code"), "--repo-id", "alice/bad-code"], TOKEN),
+        (["push", str(tmp / "lost-shard"), "--repo-id", "alice/bad-shard"], TOKEN),
         (["push", str(tmp / "nowhere"), "--repo-id", "alice/bad-path"], TOKEN),
     ]
     pushes = [
@@ -122,7 +128,8 @@ def pushed(tmp_path_factory):
 def test_bad_input_fails_clearly_before_any_request(pushed):
     hub, report, *_ = pushed
     expected = ["no Hugging Face token", "invalid repo id 'not a valid id!'", "expected 'namespace/name'",
-                "no tokenizer", "no model weights", "safetensors only", "no such folder"]
+                "no tokenizer", "no model weights", "safetensors only", "auto_map refers to modeling_foundry.py",
+                "lists weight shards that are missing: model-00002-of-00002.safetensors", "no such folder"]
     for case, message in zip(report["bad"], expected, strict=True):
         assert case["rc"] == 2, case
         assert case["err"].startswith("lmfoundry: error: ") and message in case["err"], case["err"]
@@ -154,6 +161,8 @@ def test_push_uploads_the_model_and_never_shows_the_token(pushed):
     # the second push went to a new branch, with the hand-written card kept as it was
     dev = hub.files(REPO, "dev")
     assert dev["README.md"] == b"# My own card\n"
+    generation_config = json.loads(dev["generation_config.json"])  # written from config.json's token ids
+    assert (generation_config["eos_token_id"], generation_config["pad_token_id"]) == (0, 1)
     assert hub.files(REPO)["README.md"] == files["README.md"]
 
 
