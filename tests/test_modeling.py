@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM, FoundryModel
+from lmfoundry.modeling.convert import foundry_config_from_llama, llama_config_from_foundry
 
 VOCAB = 101
 
@@ -45,24 +46,7 @@ def randomize_norms(model: torch.nn.Module) -> None:
 
 
 def llama_twin(model: FoundryForCausalLM) -> LlamaForCausalLM:
-    cfg = model.config
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_hidden_layers,
-            num_attention_heads=cfg.num_attention_heads,
-            num_key_value_heads=cfg.num_key_value_heads,
-            max_position_embeddings=cfg.max_position_embeddings,
-            rms_norm_eps=cfg.rms_norm_eps,
-            rope_parameters=dict(cfg.rope_parameters),
-            tie_word_embeddings=cfg.tie_word_embeddings,
-            attention_bias=cfg.attention_bias,
-            mlp_bias=cfg.mlp_bias,
-            pad_token_id=cfg.pad_token_id,
-        )
-    ).eval()
+    llama = LlamaForCausalLM(llama_config_from_foundry(model.config)).eval()
     llama.load_state_dict(model.state_dict(), strict=True)
     return llama
 
@@ -307,3 +291,18 @@ def test_base_model_returns_normed_hidden_states():
     assert torch.allclose(model.lm_head(hidden), model(ids).logits)
     as_tuple = model(ids, return_dict=False)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], model(ids).logits)
+
+
+def test_config_conversion_to_llama_and_back():
+    config = tiny_config(tie_word_embeddings=True, attention_bias=True, rope_theta=5e5)
+    llama_config = llama_config_from_foundry(config)
+    assert isinstance(llama_config, LlamaConfig) and llama_config.head_dim == 16
+    back = foundry_config_from_llama(llama_config)
+    for field in ("hidden_size", "num_key_value_heads", "rope_parameters", "tie_word_embeddings", "attention_bias"):
+        assert getattr(back, field) == getattr(config, field)
+    with pytest.raises(ValueError, match="qk_norm=true has no Llama equivalent"):
+        llama_config_from_foundry(tiny_config(qk_norm=True))
+    with pytest.raises(ValueError, match="hidden_act='gelu'; Foundry's MLP is SwiGLU"):
+        foundry_config_from_llama(LlamaConfig(hidden_size=64, num_attention_heads=4, hidden_act="gelu"))
+    with pytest.raises(ValueError, match="head_dim=32 differs from hidden_size / num_attention_heads = 16"):
+        foundry_config_from_llama(LlamaConfig(hidden_size=64, num_attention_heads=4, head_dim=32))

@@ -10,6 +10,7 @@ moved into place, so an interrupted conversion never leaves a folder that looks 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -51,56 +52,62 @@ SHARED_FIELDS = (
 _REWRITTEN = {"config.json", "configuration_foundry.py", "modeling_foundry.py"}
 
 
-def foundry_to_llama(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write a ``LlamaForCausalLM`` checkpoint equivalent to the Foundry checkpoint in ``src_dir``.
+def llama_config_from_foundry(config: FoundryConfig, source: str = "FoundryConfig") -> LlamaConfig:
+    """The LlamaConfig of the same architecture; ``source`` names the config in error messages.
 
     Raises ValueError for options Llama cannot express (``qk_norm``); ``z_loss_coef`` only shapes
     the training loss, so it is dropped with a warning.
     """
-    src = Path(src_dir)
-    config = FoundryConfig.from_pretrained(src)
     if config.qk_norm:
         raise ValueError(
-            f"{src / 'config.json'}: qk_norm=true has no Llama equivalent (LlamaAttention has no q_norm/k_norm); "
+            f"{source}: qk_norm=true has no Llama equivalent (LlamaAttention has no q_norm/k_norm); "
             "only checkpoints trained with qk_norm=false convert to Llama"
         )
     if config.z_loss_coef:
         logger.warning("dropping z_loss_coef=%s: it is a training-only loss term Llama does not have",
                        config.z_loss_coef)
-    llama_config = LlamaConfig(
-        **{name: getattr(config, name) for name in SHARED_FIELDS},
+    return LlamaConfig(
+        **{name: copy.deepcopy(getattr(config, name)) for name in SHARED_FIELDS},
         hidden_act="silu",
         head_dim=config.hidden_size // config.num_attention_heads,
         architectures=["LlamaForCausalLM"],
     )
+
+
+def foundry_config_from_llama(llama_config: LlamaConfig, source: str = "LlamaConfig") -> FoundryConfig:
+    """The FoundryConfig of the same architecture; ``source`` names the config in error messages.
+
+    Raises ValueError for Llama configs Foundry cannot express (an activation other than SiLU, a
+    head_dim other than hidden_size / num_attention_heads, or any invalid Foundry config).
+    """
+    if llama_config.model_type != "llama":
+        raise ValueError(f"{source}: model_type is {llama_config.model_type!r}, expected 'llama'")
+    if llama_config.hidden_act != "silu":
+        raise ValueError(f"{source}: hidden_act={llama_config.hidden_act!r}; Foundry's MLP is SwiGLU (silu) only")
+    derived_head_dim = llama_config.hidden_size // llama_config.num_attention_heads
+    if llama_config.head_dim != derived_head_dim:
+        raise ValueError(
+            f"{source}: head_dim={llama_config.head_dim} differs from hidden_size / "
+            f"num_attention_heads = {derived_head_dim}; Foundry derives head_dim and cannot express it"
+        )
+    return FoundryConfig(
+        **{name: copy.deepcopy(getattr(llama_config, name)) for name in SHARED_FIELDS},
+        architectures=["FoundryForCausalLM"],
+    )
+
+
+def foundry_to_llama(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a ``LlamaForCausalLM`` checkpoint equivalent to the Foundry checkpoint in ``src_dir``."""
+    src = Path(src_dir)
+    llama_config = llama_config_from_foundry(FoundryConfig.from_pretrained(src), str(src / "config.json"))
     _check_weight_names(src, LlamaForCausalLM, llama_config)
     return _write_converted(src, Path(dst_dir), llama_config, overwrite, with_foundry_code=False)
 
 
 def llama_to_foundry(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write a Foundry checkpoint (with its remote code) equivalent to the Llama checkpoint in ``src_dir``.
-
-    Raises ValueError for Llama configs Foundry cannot express (an activation other than SiLU, a
-    head_dim other than hidden_size / num_attention_heads, or any invalid Foundry config).
-    """
+    """Write a Foundry checkpoint (with its remote code) equivalent to the Llama checkpoint in ``src_dir``."""
     src = Path(src_dir)
-    llama_config = LlamaConfig.from_pretrained(src)
-    if llama_config.model_type != "llama":
-        raise ValueError(f"{src / 'config.json'}: model_type is {llama_config.model_type!r}, expected 'llama'")
-    if llama_config.hidden_act != "silu":
-        raise ValueError(
-            f"{src / 'config.json'}: hidden_act={llama_config.hidden_act!r}; Foundry's MLP is SwiGLU (silu) only"
-        )
-    derived_head_dim = llama_config.hidden_size // llama_config.num_attention_heads
-    if llama_config.head_dim != derived_head_dim:
-        raise ValueError(
-            f"{src / 'config.json'}: head_dim={llama_config.head_dim} differs from hidden_size / "
-            f"num_attention_heads = {derived_head_dim}; Foundry derives head_dim and cannot express it"
-        )
-    config = FoundryConfig(
-        **{name: getattr(llama_config, name) for name in SHARED_FIELDS},
-        architectures=["FoundryForCausalLM"],
-    )
+    config = foundry_config_from_llama(LlamaConfig.from_pretrained(src), str(src / "config.json"))
     config.auto_map = dict(AUTO_MAP)
     _check_weight_names(src, FoundryForCausalLM, config)
     return _write_converted(src, Path(dst_dir), config, overwrite, with_foundry_code=True)
@@ -155,4 +162,10 @@ def _write_converted(
     return dst
 
 
-__all__ = ["SHARED_FIELDS", "foundry_to_llama", "llama_to_foundry"]
+__all__ = [
+    "SHARED_FIELDS",
+    "foundry_config_from_llama",
+    "foundry_to_llama",
+    "llama_config_from_foundry",
+    "llama_to_foundry",
+]

@@ -1,0 +1,136 @@
+"""Foundry vs transformers' LlamaForCausalLM: training and cached-generation throughput.
+
+Both models get the same config and the same weights (Foundry's state dict loaded strictly into
+Llama), sdpa attention and fp32, in one process. Single training steps and single generations are
+interleaved A-B-B-A so load changes on a shared machine hit both models alike; the median per model
+is reported.
+
+    python benchmarks/model_speed.py            # hidden 256, 4 layers, batch 8 x 256
+    python benchmarks/model_speed.py --quick    # smaller and fewer repeats, < 1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import LlamaForCausalLM
+
+from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
+from lmfoundry.modeling.convert import llama_config_from_foundry
+
+
+def build_pair(hidden: int, layers: int, vocab: int, seq_len: int) -> dict[str, torch.nn.Module]:
+    config = FoundryConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3 // 64 * 64 or 64,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 128),
+        max_position_embeddings=max(seq_len, 512),
+    )
+    torch.manual_seed(0)
+    foundry = FoundryForCausalLM(config)
+    llama = LlamaForCausalLM(llama_config_from_foundry(config))
+    llama.load_state_dict(foundry.state_dict(), strict=True)
+    for model in (foundry, llama):
+        model.set_attn_implementation("sdpa")
+        assert model.config._attn_implementation == "sdpa"
+    return {"foundry": foundry, "llama": llama}
+
+
+def train_step(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], float]:
+    """Returns a measurement: tokens/s of one forward + backward + AdamW step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def measure() -> float:
+        model.train()
+        start = time.perf_counter()
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return batch.numel() / (time.perf_counter() - start)
+
+    return measure
+
+
+def generate_run(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) -> Callable[[], float]:
+    """Returns a measurement: generated tokens/s of one greedy decode with the KV cache."""
+
+    @torch.no_grad()
+    def measure() -> float:
+        model.eval()
+        start = time.perf_counter()
+        model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
+        return prompt.shape[0] * new_tokens / (time.perf_counter() - start)
+
+    return measure
+
+
+def interleave(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median rate per model over `rounds` A-B-B-A rounds after one warm-up call each.
+
+    Interleaving single steps (rather than timing one model's block, then the other's) makes slow
+    drifts of a shared machine's load fall on both models alike.
+    """
+    for measure in measures.values():
+        measure()  # warm-up: allocator, optimizer state, kernels
+    results: dict[str, list[float]] = {name: [] for name in measures}
+    names = list(measures)
+    for _ in range(rounds):
+        for name in [*names, *reversed(names)]:
+            results[name].append(measures[name]())
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batch, fewer repeats (< 1 minute)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batch_size, seq_len = (4, 128) if args.quick else (args.batch, args.seq_len)
+    train_rounds, generate_rounds = (3, 1) if args.quick else (10, 3)
+    prompt_len, new_tokens = (16, 16) if args.quick else (32, 64)
+
+    models = build_pair(args.hidden, args.layers, args.vocab, seq_len)
+    n_params = models["foundry"].num_parameters()
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, args.vocab, (batch_size, seq_len), generator=generator)
+    prompt = torch.randint(1, args.vocab, (batch_size, prompt_len), generator=generator)
+
+    train = interleave({n: train_step(m, batch) for n, m in models.items()}, train_rounds)
+    generate = interleave({n: generate_run(m, prompt, new_tokens) for n, m in models.items()}, generate_rounds)
+
+    print(f"config: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, {n_params / 1e6:.1f}M params, "
+          f"sdpa, fp32, {args.threads} threads; train batch {batch_size}x{seq_len}, "
+          f"generate batch {batch_size} prompt {prompt_len} + {new_tokens} new tokens; "
+          f"median of {2 * train_rounds} interleaved steps / {2 * generate_rounds} generations per model")
+    print(f"{'metric':<24}{'foundry':>12}{'llama':>12}{'ratio':>8}")
+    for name, result in (("train_tokens_per_s", train), ("generate_tokens_per_s", generate)):
+        print(f"{name:<24}{result['foundry']:>12.1f}{result['llama']:>12.1f}{result['foundry'] / result['llama']:>8.3f}")
+    for name, result in (("train_tokens_per_s", train), ("generate_tokens_per_s", generate)):
+        ratio = result["foundry"] / result["llama"]
+        print(f"RESULT {name} ours={result['foundry']:.1f} ref={result['llama']:.1f} ratio={ratio:.3f} target=1.0")
+
+
+if __name__ == "__main__":
+    main()
