@@ -82,7 +82,7 @@ def load_model(
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" and torch.cuda.is_bf16_supported() else "auto"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained(name, revision=revision, trust_remote_code=True, dtype=dtype)
     except OSError as err:  # transformers' "not a local folder / not on the Hub / missing file" errors
         raise FileNotFoundError(f"cannot load model {name!r}: {err}") from None

@@ -281,7 +281,8 @@ def _training_section(recipe: dict[str, Any], artifacts: RunArtifacts) -> str:
     parts.append(_spike_summary(artifacts.spikes))
     if recipe:
         dumped = yaml.safe_dump(recipe, sort_keys=False, default_flow_style=False).strip()
-        parts.append(f"<details><summary>Recipe</summary>\n\n```yaml\n{dumped}\n```\n\n</details>")
+        parts.append("The recipe (rerun it with `lmfoundry run recipe.yaml`):\n\n"
+                     f"<details><summary>recipe.yaml</summary>\n\n```yaml\n{dumped}\n```\n\n</details>")
     else:
         parts.append("The training recipe was not recorded with this model.")
     return "\n\n".join(parts)
