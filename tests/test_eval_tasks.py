@@ -319,3 +319,10 @@ def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_di
         )
     saved = json.loads(out.read_text())
     assert set(saved["results"]) == {"mmlu"}
+
+
+def test_offline_without_data_dir_humaneval_falls_back_and_mmlu_names_the_fix():
+    task = HumanEvalTask(TaskOptions(limit=3))  # conftest: HF_HUB_OFFLINE=1, like a machine without the Hub
+    assert [p["task_id"] for p in task.problems] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    with pytest.raises(FileNotFoundError, match=r"cais/mmlu.*pass --data-dir DIR with mmlu/dev/"):
+        evaluate_model("unused-hub-id", "mmlu")
