@@ -74,10 +74,10 @@ def load_model(
 
     from lmfoundry.hub.artifacts import locate_model_dir
 
-    path = Path(name)
+    path = Path(name).expanduser()
     if path.is_dir():
         name = str(locate_model_dir(path)[0])
-    elif path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+    elif path.is_absolute() or name.startswith(".") or name.count("/") > 1:
         raise FileNotFoundError(f"{name}: no such model folder (and not a Hub repo id 'namespace/name')")
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" and torch.cuda.is_bf16_supported() else "auto"
