@@ -106,10 +106,12 @@ class Sandbox:
             stdout, stderr = (self._tail(f) for f in (out, err))
         wall = time.monotonic() - start
         if not payload:
+            logger.warning("sandbox: the launcher died (exit %s): %s", proc.returncode, stderr[-500:])
             return ExecutionResult(False, "error", proc.returncode, stdout, stderr, wall, "unknown")
         status = json.loads(payload)
         self._warn_once(status["isolation"])
         if "error" in status:
+            logger.warning("sandbox: could not run the program: %s", status["error"])
             return ExecutionResult(
                 False, "error", -1, stdout, stderr + status["error"], wall, status["isolation"]
             )

@@ -217,8 +217,12 @@ def _run_in_namespaces(request: dict) -> dict | None:
     """Namespace isolation; None when the kernel refuses the namespaces (not root, no CAP_SYS_ADMIN)."""
     if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC) != 0:
         return None
-    _isolate_filesystem(request)
-    os.makedirs(NAMESPACE_WORKDIR, mode=0o700)
+    try:
+        _isolate_filesystem(request)
+        os.makedirs(NAMESPACE_WORKDIR, mode=0o700)
+    except OSError as err:  # e.g. a container that allows unshare but not mounts
+        os.write(2, f"sandbox: namespace setup failed ({err}); falling back to process isolation\n".encode())
+        return None
     read_fd, write_fd = os.pipe()
     init = os.fork()
     if init == 0:  # PID 1 of the new namespace: its exit kills every process left in it
