@@ -22,6 +22,7 @@ from lmfoundry.tokenization import (
     tokenizer_fingerprint,
     train_tokenizer,
 )
+from lmfoundry.tokenization.sources import iter_documents
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +171,12 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     bad.write_text('{"body": "no text field"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: no field 'text'"):
         train_tokenizer(bad, 320, tmp_path / "t", show_progress=False)
+    bad.write_bytes(b'{"text": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid UTF-8"):
+        train_tokenizer(bad, 320, tmp_path / "t", show_progress=False)
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"bad.txt: not valid UTF-8"):
+        train_tokenizer(tmp_path / "bad.txt", 320, tmp_path / "t", show_progress=False)
     with pytest.raises(FileNotFoundError, match="nope"):
         train_tokenizer(tmp_path / "nope", 320, tmp_path / "t", show_progress=False)
     with pytest.raises(ValueError, match="at least 257"):
@@ -189,3 +196,9 @@ def test_cli_train_and_refuse_overwrite(tmp_path, capsys):
     assert tokenizer_fingerprint(tmp_path / "tok") == fp
     assert main([*args, "--overwrite"]) == 0
     assert not [p for p in (tmp_path / "tok").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_lone_surrogate_escapes_are_replaced(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "lone \\ud800 pair \\ud83d\\ude00"}\n', encoding="utf-8")
+    assert list(iter_documents([path])) == ["lone ? pair \U0001f600"]

@@ -10,7 +10,6 @@ default the tokenizer never trains on the documents that bits-per-byte is later 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -69,7 +68,11 @@ def iter_documents(files: Iterable[Path], text_field: str = "text") -> Iterator[
         kind = _kind(Path(path))
         if kind in (".txt", ".md"):
             with open(path, encoding="utf-8", newline="") as f:  # newline="": keep CRLF as written
-                yield f.read()
+                try:
+                    text = f.read()
+                except UnicodeDecodeError as err:
+                    raise ValueError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+            yield text
         elif kind in (".jsonl", ".jsonl.gz"):
             yield from _iter_jsonl(Path(path), text_field)
         elif kind == ".parquet":
@@ -80,15 +83,20 @@ def iter_documents(files: Iterable[Path], text_field: str = "text") -> Iterator[
 
 def _iter_jsonl(path: Path, text_field: str) -> Iterator[str]:
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
-    with raw, io.TextIOWrapper(raw, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with raw:
+        for number, line in enumerate(raw, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            yield _field(record, text_field, f"{path}:{number}")
+            text = _field(record, text_field, f"{path}:{number}")
+            if b"\\ud" in line or b"\\uD" in line:  # a \uD800-\uDFFF escape may leave a lone surrogate
+                text = text.encode("utf-8", "replace").decode("utf-8")
+            yield text
 
 
 def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:

@@ -128,9 +128,7 @@ def train_tokenizer(
             f"vocab_size {vocab_size} leaves no room beyond 256 bytes and {len(specials)} special tokens"
         )
 
-    held_out: list[str] = []
-    stats = {"documents": 0, "bytes": 0}
-    texts = _training_texts(_iter_source(source, text_field), max_bytes, held_out_fraction, held_out, stats)
+    stream = _TrainingStream(_iter_source(source, text_field), max_bytes, held_out_fraction)
 
     backend = build_backend()
     trainer = trainers.BpeTrainer(
@@ -140,9 +138,9 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=show_progress,
     )
-    backend.train_from_iterator(texts, trainer=trainer)
-    logger.info("trained on %d documents, %.1f MB", stats["documents"], stats["bytes"] / 1e6)
-    if stats["documents"] == 0:
+    backend.train_from_iterator(iter(stream), trainer=trainer)
+    logger.info("trained on %d documents, %.1f MB", stream.documents, stream.bytes / 1e6)
+    if stream.documents == 0:
         raise ValueError("no training text: the source yielded no documents (all held out or empty)")
 
     learned = backend.get_vocab_size()
@@ -168,18 +166,17 @@ def train_tokenizer(
     if "<|im_start|>" in specials:
         tokenizer.chat_template = CHATML_TEMPLATE
 
-    report_texts = held_out or stats.pop("sample")
-    report = tokenizer_report(tokenizer, report_texts)
-    report["held_out"] = bool(held_out)
-    report["training_documents"] = stats["documents"]
-    report["training_bytes"] = stats["bytes"]
+    report = tokenizer_report(tokenizer, stream.held_out or stream.sample)
+    report["held_out"] = bool(stream.held_out)
+    report["training_documents"] = stream.documents
+    report["training_bytes"] = stream.bytes
     _save_atomically(tokenizer, report, output_dir)
     logger.info(
         "tokenizer saved to %s: vocab %d, %.3f bytes/token on %s text",
         output_dir,
         len(tokenizer),
         report["bytes_per_token"],
-        "held-out" if held_out else "training",
+        "held-out" if stream.held_out else "training",
     )
     return tokenizer
 
@@ -214,34 +211,40 @@ def _looks_like_path(text: str) -> bool:
     return len(text) < 4096 and "\n" not in text and os.path.exists(text)
 
 
-def _training_texts(
-    documents: Iterator[str],
-    max_bytes: int | None,
-    held_out_fraction: float,
-    held_out: list[str],
-    stats: dict[str, Any],
-) -> Iterator[str]:
-    """Stream training documents, diverting held-out ones and stopping at ``max_bytes``."""
-    held_chars = 0
-    sample: list[str] = []
-    stats["sample"] = sample
-    sample_chars = 0
-    for text in documents:
-        if is_validation(text, held_out_fraction):
-            if held_chars < _REPORT_CHARS:
-                held_out.append(text)
-                held_chars += len(text)
-            continue
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if max_bytes is not None and stats["bytes"] + size > max_bytes and stats["documents"] > 0:
-            logger.info("reached max_bytes=%d; stopping the training stream", max_bytes)
-            return
-        stats["documents"] += 1
-        stats["bytes"] += size
-        if sample_chars < _REPORT_CHARS:
-            sample.append(text)
-            sample_chars += len(text)
-        yield text
+class _TrainingStream:
+    """The documents the trainer sees: held-out ones diverted to the report, stopping at ``max_bytes``.
+
+    Iterated once by ``train_from_iterator``; afterwards it holds the counts and the report texts
+    (held-out documents, or a sample of training documents when none were held out).
+    """
+
+    def __init__(self, documents: Iterator[str], max_bytes: int | None, held_out_fraction: float):
+        self._documents = documents
+        self.max_bytes = max_bytes
+        self.held_out_fraction = held_out_fraction
+        self.documents = 0
+        self.bytes = 0
+        self.held_out: list[str] = []
+        self.sample: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        held_chars = sample_chars = 0
+        for text in self._documents:
+            if is_validation(text, self.held_out_fraction):
+                if held_chars < _REPORT_CHARS:
+                    self.held_out.append(text)
+                    held_chars += len(text)
+                continue
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if self.max_bytes is not None and self.bytes + size > self.max_bytes and self.documents > 0:
+                logger.info("reached max_bytes=%d; stopping the training stream", self.max_bytes)
+                return
+            self.documents += 1
+            self.bytes += size
+            if sample_chars < _REPORT_CHARS:
+                self.sample.append(text)
+                sample_chars += len(text)
+            yield text
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_dir: Path) -> None:
