@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -158,6 +158,11 @@ class Trainer:
                                                 logging_dir=str(self.output_dir / "logs")),
         )
         self.grad_accum = acc.gradient_accumulation_steps = cfg.grad_accum_for(acc.num_processes)
+        if acc.distributed_type == DistributedType.DEEPSPEED:
+            # no dataloader is prepared, so DeepSpeed learns the batch layout from us
+            acc.state.deepspeed_plugin.deepspeed_config.update(
+                train_micro_batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=self.grad_accum,
+                gradient_clipping=cfg.max_grad_norm)
         fingerprint = tokenizer_fingerprint(cfg.tokenizer)
         data_args = dict(seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size, rank=acc.process_index,
                          world_size=acc.num_processes, seed=self.seed, expected_fingerprint=fingerprint,
@@ -212,7 +217,7 @@ class Trainer:
             self.grad_accum, cfg.micro_batch_size, cfg.seq_len, self.train_data.tokens_per_step)
         awaiting_verdict = [c for c in self.checkpoints.complete() if not c.clean]
         progress = tqdm(total=self.total_steps, initial=self.state.step, disable=not acc.is_main_process,
-                        desc="train", dynamic_ncols=True)
+                        desc="train", dynamic_ncols=True, mininterval=1.0)
         started, tokens_at_start = time.perf_counter(), self.state.tokens
         while self.state.step < self.total_steps:
             faults.maybe_kill("step", self.state.step)
@@ -242,6 +247,8 @@ class Trainer:
         final = latest if latest is not None and latest.step == self.state.step else self._checkpoint()
         self._export_model()
         acc.end_training()
+        self.metrics.close()
+        self.spikes.close()
         summary = {
             "steps": self.state.step,
             "tokens": self.state.tokens,

@@ -19,14 +19,26 @@ from matplotlib.figure import Figure
 
 
 class JsonlLog:
-    """Append-only JSON-lines file (one writer: the main process)."""
+    """Append-only JSON-lines file (one writer: the main process), flushed after every line.
+
+    The file stays open between appends: reopening it for each step's record cost ~1 ms, a visible
+    share of a short step.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._file = None
 
     def append(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open on purpose)
+        self._file.write(json.dumps(record, allow_nan=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -42,6 +54,7 @@ class JsonlLog:
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after ``step`` (a resumed run replays them); atomic rewrite."""
+        self.close()
         if not self.path.is_file():
             return
         kept = [r for r in self.read() if r.get("step", 0) <= step]
