@@ -253,7 +253,7 @@ def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_di
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
     try:
         tokenizer.save_pretrained(staging)
-        _portable_tokenizer_class(staging / "tokenizer_config.json")
+        _portable_tokenizer_config(staging / "tokenizer_config.json")
         write_report(report, staging / "report.json")
         names = sorted(p.name for p in staging.iterdir())
         names.sort(key=lambda name: name == "tokenizer.json")
@@ -263,11 +263,15 @@ def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_di
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _portable_tokenizer_class(config_path: Path) -> None:
-    """Name the class ``PreTrainedTokenizerFast``: transformers 5 aliases it to its tokenizers backend,
-    and transformers 4 (still common on the Hub's users' machines) knows no other name for it."""
+def _portable_tokenizer_config(config_path: Path) -> None:
+    """Use the names both transformers 4 and 5 read: class ``PreTrainedTokenizerFast`` (5 aliases it to
+    its ``TokenizersBackend``) and a list of ``additional_special_tokens`` (5 converts it to
+    ``extra_special_tokens``, which 4 expects to be a dict)."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = config.pop("extra_special_tokens", [])
+    if extra:
+        config["additional_special_tokens"] = extra
     config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
