@@ -166,10 +166,12 @@ def test_inputs_txt_md_parquet_and_bad_records(tmp_path, tok_dir):
     with pytest.raises(ValueError, match=r"c\.parquet: no column 'text'"):
         tokenize_corpus(tmp_path / "in", tok_dir, tmp_path / "s0")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine"}\n[1, 2]\n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: expected a JSON object"):
-        tokenize_corpus(bad, tok_dir, tmp_path / "s2")
-    assert not (tmp_path / "s2" / "manifest.json").exists()
+    write_jsonl(bad, ["fine " * 200] * 300)  # past the parity sample: the error comes mid-run
+    with open(bad, "a") as f:
+        f.write("[1, 2]\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:301: expected a JSON object"):
+        tokenize_corpus(bad, tok_dir, tmp_path / "s2", shard_tokens=1000)
+    assert list((tmp_path / "s2").iterdir()) == []  # no manifest, no partial shards left behind
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,12 @@ class ShardWriter:
             self._close_shard()
         return self.records
 
+    def abort(self) -> None:
+        """Close the open shard without finishing it (the caller discards the folder)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._name = f"{len(self.records):05d}.ds"

@@ -96,13 +96,19 @@ def tokenize_corpus(
     job = _EncodeJob(encoder, eos_id, dtype, val_fraction)
     started = time.perf_counter()
     total_bytes = 0
-    with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
-        for encoded in _map(job, _batches(documents), workers):
-            for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
-                if len(lengths):
-                    writers[split].write(tokens, lengths, doc_bytes)
-                    total_bytes += int(doc_bytes.sum())
-                    bar.update(int(doc_bytes.sum()))
+    try:
+        with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
+            for encoded in _map(job, _batches(documents), workers):
+                for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
+                    if len(lengths):
+                        writers[split].write(tokens, lengths, doc_bytes)
+                        total_bytes += int(doc_bytes.sum())
+                        bar.update(int(doc_bytes.sum()))
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     records = {split: writer.close() for split, writer in writers.items()}
     elapsed = time.perf_counter() - started
 
