@@ -10,7 +10,8 @@ blobs on disk, immutable commits (path -> blob id) and branches pointing at comm
 can be resolved by branch name or by commit hash exactly as on the real Hub.
 
 Point a client at it with ``HF_ENDPOINT=server.url`` (read at import time by huggingface_hub, so
-set it in the environment of a fresh subprocess) and ``HF_HUB_DISABLE_XET=1``.
+set it in the environment of a fresh subprocess). Xet needs no disabling: the server answers every
+preupload with "regular", so no file is ever sent to Xet or LFS storage.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
                 return self._create_repo(json.loads(body))
             if method == "POST" and parts == ["api", "validate-yaml"]:
                 return self._validate_yaml(json.loads(body))
+            if method == "GET" and parts == ["api", "agent-harnesses"]:  # huggingface_hub's user-agent registry
+                return self._send_json(200, {"standardEnvVars": [], "harnesses": {}})
             if parts[:2] == ["api", "models"] and len(parts) >= 4:
                 repo_id, rest = f"{parts[2]}/{parts[3]}", parts[4:]
                 if method == "POST" and rest[:1] == ["preupload"]:

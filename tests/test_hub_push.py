@@ -70,8 +70,10 @@ LOAD_SCRIPT = textwrap.dedent("""
 
 
 def _client(hub: LocalHub, tmp_path, script: str, *args: str, token: str | None = None) -> dict:
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "client-hf-home"))
-    for name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    # Xet stays enabled, as for users: upload_folder takes its default pipelined path, and the server
+    # answers every preupload with "regular", so file contents travel in the commit itself.
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "client-hf-home"))
+    for name in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         env.pop(name, None)
     if token:
         env["HF_TOKEN"] = token
