@@ -87,8 +87,11 @@ class LanguageModel:
         return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        if not context:
-            return [self.prefix_token_id], self.encode(continuation)
+        if not context:  # condition on the prefix token, unless the continuation starts with it
+            cont = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+            return (
+                (cont[:1], cont[1:]) if cont[:1] == [self.prefix_token_id] else ([self.prefix_token_id], cont)
+            )
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces:
             context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation

@@ -30,6 +30,7 @@ from lmfoundry.eval.tasks import TaskOptions, TaskResult
 
 logger = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
+DEFAULT_CONTEXT = 4096  # window cap for long-context models: memory, not accuracy, sets it
 
 
 def sliding_windows(
@@ -106,10 +107,11 @@ def evaluate_bpb(
 ) -> TaskResult:
     """Bits per byte, loss per token and perplexity of ``lm`` on ``source`` (shards or text).
 
+    ``context_length`` defaults to the model's window, at most 4096 tokens; ``stride`` to half of it.
     ``limit`` caps the documents (text) or windows (shards). Usable from a training loop with
     ``LanguageModel(model, tokenizer)``.
     """
-    context_length = min(context_length or lm.max_length, lm.max_length)
+    context_length = min(context_length or DEFAULT_CONTEXT, lm.max_length)
     stride = stride or max(context_length // 2, 1)
     if not 0 < stride <= context_length:
         raise ValueError(f"bpb stride must be in [1, {context_length}], got {stride}")
