@@ -70,7 +70,7 @@ def test_hostile_programs_are_contained_and_counted_as_failures(tmp_path, listen
         "read parent environ": "import os\nprint(open(f'/proc/{os.getppid()}/environ', 'rb').read())",
         "kill parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
     }
-    sandbox = Sandbox(SandboxLimits(timeout_s=2.5, memory_bytes=512 << 20, max_processes=16))
+    sandbox = Sandbox(SandboxLimits(timeout_s=3, memory_bytes=512 << 20, max_processes=16))
     results = dict(zip(programs, sandbox.run_many(list(programs.values()), workers=4)))
 
     assert results["passing"].passed and results["passing"].status == "passed"
