@@ -162,6 +162,7 @@ def test_static_cache_generation_equals_dynamic():
         ({"num_key_value_heads": 0}, "num_key_value_heads must be a positive integer, got 0"),
         ({"rope_parameters": {"rope_type": "spiral"}}, "rope_type']='spiral' is not supported; allowed: default, dynamic"),
         ({"rope_theta": -1.0}, "rope_theta must be > 0"),
+        ({"rope_parameters": {"rope_type": "linear"}}, "Missing required keys in `rope_parameters` for 'rope_type'='linear'"),
         ({"z_loss_coef": -1e-4}, "z_loss_coef must be >= 0"),
         ({"rms_norm_eps": 0.0}, "rms_norm_eps must be > 0"),
         ({"attention_dropout": 1.0}, "attention_dropout must be in [0, 1)"),

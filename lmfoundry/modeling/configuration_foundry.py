@@ -117,13 +117,16 @@ class FoundryConfig(PreTrainedConfig):
         derived_head_dim = hidden_size // num_attention_heads
         if head_dim is not None and head_dim != derived_head_dim:
             raise ValueError(
-                f"head_dim={head_dim} does not match hidden_size / num_attention_heads = {derived_head_dim}; "
+                f"FoundryConfig.head_dim={head_dim} does not match hidden_size / num_attention_heads = {derived_head_dim}; "
                 "Foundry derives head_dim, leave it unset"
             )
         self.head_dim = derived_head_dim
         self.rope_parameters = _standard_rope_parameters(rope_parameters, kwargs.pop("rope_scaling", None), rope_theta)
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        self._validate_options()
+        self._validate_rope()
+        try:
+            super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        except KeyError as err:  # transformers reports a missing per-rope-type key (e.g. "factor") as KeyError
+            raise ValueError(f"FoundryConfig.rope_parameters={self.rope_parameters}: {err.args[0]}") from None
 
     @property
     def rope_theta(self) -> float:
@@ -166,7 +169,7 @@ class FoundryConfig(PreTrainedConfig):
         if not self.z_loss_coef >= 0:
             raise ValueError(f"FoundryConfig.z_loss_coef must be >= 0 (0 disables z-loss), got {self.z_loss_coef!r}")
 
-    def _validate_options(self) -> None:
+    def _validate_rope(self) -> None:
         rope_type = self.rope_parameters["rope_type"]
         if rope_type not in ROPE_TYPES:
             raise ValueError(
