@@ -42,8 +42,7 @@ def corpus_documents() -> list[str]:
     return [d for d in documents if d.strip()]
 
 
-def write_corpus(path: Path, target_bytes: int) -> int:
-    documents = corpus_documents()
+def write_corpus(path: Path, documents: list[str], target_bytes: int) -> int:
     written = 0
     with open(path, "w", encoding="utf-8") as f:
         while written < target_bytes:
@@ -83,10 +82,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tokenize-bench-") as tmp:
         root = Path(tmp)
-        n_bytes = write_corpus(root / "corpus.jsonl", int(megabytes * 1e6))
-        train_tokenizer(
-            corpus_documents()[:2000], 8192, root / "tok", show_progress=False, max_bytes=6_000_000
-        )
+        documents = corpus_documents()
+        n_bytes = write_corpus(root / "corpus.jsonl", documents, int(megabytes * 1e6))
+        tokenizer_bytes = min(6_000_000, n_bytes // 2)
+        train_tokenizer(documents, 8192, root / "tok", show_progress=False, max_bytes=tokenizer_bytes)
         print(f"corpus: {n_bytes / 1e6:.1f} MB of text, workers={args.workers}", file=sys.stderr)
 
         start = time.perf_counter()
