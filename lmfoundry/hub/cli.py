@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
 def _push(args: argparse.Namespace) -> int:
     from lmfoundry.hub.push import push_to_hub
 
+    quiet_http_logs(args)
     url = push_to_hub(
         args.path,
         args.repo_id,
@@ -36,3 +38,10 @@ def _push(args: argparse.Namespace) -> int:
     )
     print(url)
     return 0
+
+
+def quiet_http_logs(args: argparse.Namespace) -> None:
+    """huggingface_hub's HTTP client logs every request at INFO; keep them for ``lmfoundry -v`` only."""
+    if not getattr(args, "verbose", False):
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
