@@ -153,7 +153,23 @@ def test_train_from_files_folder_and_dataset(tmp_path):
     from_dataset = train_tokenizer(
         dataset, 320, tmp_path / "t3", text_field="content", held_out_fraction=0.0, show_progress=False
     )
-    fps = {tokenizer_fingerprint(t) for t in (from_files, from_strings, from_dataset)}
+    streaming = train_tokenizer(
+        dataset.to_iterable_dataset(),
+        320,
+        tmp_path / "t4",
+        text_field="content",
+        held_out_fraction=0.0,
+        show_progress=False,
+    )
+    records = train_tokenizer(
+        ({"content": d} for d in docs),
+        320,
+        tmp_path / "t5",
+        text_field="content",
+        held_out_fraction=0.0,
+        show_progress=False,
+    )
+    fps = {tokenizer_fingerprint(t) for t in (from_files, from_strings, from_dataset, streaming, records)}
     assert len(fps) == 1  # same documents, same order -> the same tokenizer
 
 
@@ -179,6 +195,10 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         train_tokenizer(tmp_path / "bad.txt", 320, tmp_path / "t", show_progress=False)
     with pytest.raises(FileNotFoundError, match="nope"):
         train_tokenizer(tmp_path / "nope", 320, tmp_path / "t", show_progress=False)
+    with pytest.raises(ValueError, match="source item 2 is a int"):
+        train_tokenizer(["text", 3], 320, tmp_path / "t", show_progress=False)
+    with pytest.raises(ValueError, match="source item 1: no field 'text'"):
+        train_tokenizer([{"body": "x"}], 320, tmp_path / "t", show_progress=False)
     with pytest.raises(ValueError, match="at least 257"):
         train_tokenizer(["x"], 100, tmp_path / "t", show_progress=False)
 

@@ -93,7 +93,7 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[str]:
                 raise ValueError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            text = _field(record, text_field, f"{path}:{number}")
+            text = text_of(record, text_field, f"{path}:{number}")
             if b"\\ud" in line or b"\\uD" in line:  # a \uD800-\uDFFF escape may leave a lone surrogate
                 text = text.encode("utf-8", "replace").decode("utf-8")
             yield text
@@ -119,7 +119,8 @@ def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:
             yield text
 
 
-def _field(record: object, text_field: str, where: str) -> str:
+def text_of(record: object, text_field: str, where: str) -> str:
+    """The string in ``record[text_field]``; anything else is an error that says ``where``."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if text_field not in record:

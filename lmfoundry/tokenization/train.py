@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import PreTrainedTokenizerFast
 
 from lmfoundry.tokenization.report import tokenizer_report, write_report
-from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs
+from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs, text_of
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +182,13 @@ def train_tokenizer(
 
 
 def _iter_source(source: Any, text_field: str) -> Iterator[str]:
-    """Documents from paths, a ``datasets.Dataset`` or an iterable of strings."""
+    """Documents from paths, a ``datasets`` dataset (also streaming), or an iterable of strings or
+    records (mappings holding ``text_field``)."""
     if isinstance(source, (str, Path)):
         yield from iter_documents(resolve_inputs(source), text_field)
         return
     column_names = getattr(source, "column_names", None)
-    if column_names is not None and hasattr(source, "iter"):  # a datasets.Dataset
+    if column_names and hasattr(source, "select_columns"):  # datasets.Dataset / IterableDataset
         if text_field not in column_names:
             raise ValueError(f"dataset has no column {text_field!r} (columns: {', '.join(column_names)})")
         for batch in source.select_columns([text_field]).iter(batch_size=1000):
@@ -200,10 +201,13 @@ def _iter_source(source: Any, text_field: str) -> Iterator[str]:
     if isinstance(first, Path) or (isinstance(first, str) and _looks_like_path(first)):
         yield from iter_documents(resolve_inputs([first, *items]), text_field)
         return
-    for item in itertools.chain([first], items):
-        if not isinstance(item, str):
-            raise ValueError(f"source yielded {type(item).__name__}, expected str documents")
-        yield item
+    for number, item in enumerate(itertools.chain([first], items), 1):
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            yield text_of(item, text_field, f"source item {number}")
+        else:
+            raise ValueError(f"source item {number} is a {type(item).__name__}, expected a str or a record")
 
 
 def _looks_like_path(text: str) -> bool:
