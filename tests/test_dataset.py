@@ -179,3 +179,22 @@ def test_resident_memory_does_not_grow_with_corpus(tmp_path):
     grown = psutil.Process().memory_info().rss - before
     assert total * 2 >= 500_000_000
     assert grown < 100 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_uint32_shards_for_large_vocabularies(tmp_path):
+    from lmfoundry.data.shards import ShardWriter, dtype_for_vocab
+
+    assert dtype_for_vocab(65_536) == "uint16" and dtype_for_vocab(65_537) == "uint32"
+    tokens = np.arange(100_000, 100_000 + 1000, dtype=np.uint32)
+    writer = ShardWriter(tmp_path / "train", "train", "uint32", 600, "big-vocab")
+    writer.write(tokens, np.array([300, 300, 400]), np.array([1, 1, 1]))
+    records = writer.close()
+    assert [r["tokens"] for r in records] == [600, 400]  # documents are never split across shards
+    manifest = make_manifest(
+        records, tokenizer_fingerprint="e" * 64, vocab_size=200_000, dtype="uint32", eos_token_id=0
+    )
+    write_json_atomic(tmp_path / "manifest.json", manifest)
+    ds = PretrainDataset(tmp_path, seq_len=9, micro_batch_size=4, verify_checksums=True)
+    assert ds.read_tokens(595, 10).tolist() == list(range(100_595, 100_605))  # across the shard boundary
+    batch = ds.get_batch(0, 0)
+    assert int(batch.min()) >= 100_000 and (batch[:, 1:] - batch[:, :-1] == 1).all()
