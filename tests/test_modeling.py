@@ -165,6 +165,7 @@ def test_static_cache_generation_equals_dynamic():
         ({"rope_parameters": {"rope_type": "linear"}}, "Missing required keys in `rope_parameters` for 'rope_type'='linear'"),
         ({"z_loss_coef": -1e-4}, "z_loss_coef must be >= 0"),
         ({"rms_norm_eps": 0.0}, "rms_norm_eps must be > 0"),
+        ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported; the MLP is SwiGLU: 'silu' only"),
         ({"attention_dropout": 1.0}, "attention_dropout must be in [0, 1)"),
         ({"head_dim": 32}, "head_dim=32 does not match hidden_size / num_attention_heads = 16"),
     ],

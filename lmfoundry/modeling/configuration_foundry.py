@@ -47,6 +47,8 @@ class FoundryConfig(PreTrainedConfig):
             softmax normaliser near 1 and the output logits from drifting; 0 disables it.
         use_cache: return a KV cache from ``forward`` at inference (``generate`` manages its own).
         bos_token_id / eos_token_id / pad_token_id: special token ids (the tokenizer's).
+        head_dim / hidden_act: accepted for config.json round trips and Llama-style tools only:
+            head_dim is always hidden_size / num_attention_heads, hidden_act always "silu".
     """
 
     model_type = "foundry"
@@ -90,6 +92,7 @@ class FoundryConfig(PreTrainedConfig):
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
         head_dim: int | None = None,
+        hidden_act: str = "silu",
         **kwargs: Any,
     ) -> None:
         self.vocab_size = vocab_size
@@ -107,7 +110,9 @@ class FoundryConfig(PreTrainedConfig):
         self.qk_norm = qk_norm
         self.z_loss_coef = z_loss_coef
         self.use_cache = use_cache
-        self.hidden_act = "silu"  # SwiGLU; fixed, recorded for tools that read Llama-style configs
+        if hidden_act != "silu":
+            raise ValueError(f"FoundryConfig.hidden_act={hidden_act!r} is not supported; the MLP is SwiGLU: 'silu' only")
+        self.hidden_act = hidden_act  # fixed; recorded for tools that read Llama-style configs
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
