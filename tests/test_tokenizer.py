@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 
 import datasets
@@ -173,10 +174,19 @@ def test_train_from_files_folder_and_dataset(tmp_path):
     assert len(fps) == 1  # same documents, same order -> the same tokenizer
 
 
-def test_max_bytes_caps_training_text(tmp_path):
-    train_tokenizer(make_corpus(), 320, tmp_path / "t", max_bytes=5000, show_progress=False)
+def test_max_bytes_caps_training_text_and_input_is_streamed(tmp_path):
+    pulled = 0
+
+    def endless():  # a source that can only be consumed lazily
+        nonlocal pulled
+        for text in itertools.cycle(make_corpus(50)):
+            pulled += 1
+            yield text
+
+    train_tokenizer(endless(), 320, tmp_path / "t", max_bytes=20_000, show_progress=False)
     report = json.loads((tmp_path / "t" / "report.json").read_text())
-    assert 0 < report["training_bytes"] <= 5000
+    assert 0 < report["training_bytes"] <= 20_000
+    assert pulled < 200
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
