@@ -83,12 +83,13 @@ def test_run_dir_is_found_from_the_model_folder(run_dir, tmp_path):
     assert locate_model_dir(run_dir) == (run_dir / "model", run_dir)
     assert locate_model_dir(run_dir / "model") == (run_dir / "model", run_dir.resolve())
     # a training run folder (train/model) next to its metrics
-    train = tmp_path / "train"
+    train = tmp_path / "standalone-training-run"
     shutil.copytree(run_dir / "model", train / "model")
     shutil.copy(run_dir / "train" / "metrics.jsonl", train)
     assert locate_model_dir(train) == (train / "model", train)
     card = ModelCard.load(write_model_card(train / "model"))
     assert "| Optimizer steps | 20 |" in card.text
+    assert card.text.splitlines()[3] == "# standalone-training-run"  # named after its run, not "model"
 
 
 def test_default_corpus_run_names_the_built_in_corpus(run_dir, tmp_path):

@@ -55,7 +55,9 @@ def write_model_card(
     artifacts = RunArtifacts.read(run_dir)
     if artifacts.loss_curve is not None:
         atomic_copy(artifacts.loss_curve, model_dir / "loss_curve.png")
-    card = render_model_card(model_dir, artifacts, repo_id=repo_id, license=license)
+    # Untitled exports live in RUN/model or RUN/train/model: the run's name is the model's name.
+    name = repo_id.split("/")[-1] if repo_id else (run_dir or model_dir).resolve().name
+    card = render_model_card(model_dir, artifacts, name=name, repo_id=repo_id, license=license)
     path = model_dir / "README.md"
     atomic_write_text(path, str(card))
     logger.info("wrote model card %s (run artifacts from %s)", path, run_dir or "nowhere: model folder only")
@@ -68,13 +70,12 @@ def is_generated_card(path: Path) -> bool:
 
 
 def render_model_card(
-    model_dir: Path, artifacts: RunArtifacts, *, repo_id: str | None = None, license: str = "apache-2.0"
+    model_dir: Path, artifacts: RunArtifacts, *, name: str, repo_id: str | None = None, license: str = "apache-2.0"
 ) -> ModelCard:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     n_params = count_parameters(model_dir)
     model_id = repo_id or str(model_dir)
     recipe = artifacts.recipe or {}
-    name = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name
     eval_results = _eval_results(artifacts.eval_results)
     data = ModelCardData(
         license=license,
@@ -99,8 +100,9 @@ def render_model_card(
         _data_section(recipe, artifacts.curation_stats),
         _training_section(recipe, artifacts),
         _evaluation_section(artifacts.eval_results),
-        "## Limitations\n\nA small model trained on a limited corpus: expect factual errors, repetition and "
-        "the biases of its training data. Do not use its output where correctness matters.",
+        "## Limitations\n\nA base model trained from scratch, and only as good as its data and compute: expect "
+        "factual errors, repetition and the biases of its training data. Do not rely on its output where "
+        "correctness matters.",
     ]
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
     return ModelCard(content)
