@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_tokenizer_fixtures import make_corpus, make_tokenizer
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from lmfoundry.cli import main
@@ -20,7 +20,7 @@ from lmfoundry.data.tokenize import tokenize_corpus
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.sources import is_validation
-from lmfoundry.tokenization.train import SPLIT_PATTERN
+from lmfoundry.tokenization.train import build_backend
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,8 @@ def _save_fast(backend: Tokenizer, path):
 
 
 def test_fallback_when_tiktoken_cannot_express_the_tokenizer(tmp_path, caplog):
-    backend = Tokenizer.from_str(Tokenizer.from_file(str(_trained(tmp_path))).to_str())
+    make_tokenizer(tmp_path / "base", vocab_size=320)
+    backend = Tokenizer.from_file(str(tmp_path / "base" / "tokenizer.json"))
     backend.normalizer = normalizers.Lowercase()
     _save_fast(backend, tmp_path / "lower")
     write_jsonl(tmp_path / "in.jsonl", ["Hello World", "UPPER case"])
@@ -221,24 +222,13 @@ def test_fallback_when_tiktoken_cannot_express_the_tokenizer(tmp_path, caplog):
     assert read_split(tmp_path / "s", "train")[0].tolist() == expected
 
 
-def _trained(tmp_path):
-    make_tokenizer(tmp_path / "base", vocab_size=320)
-    return tmp_path / "base" / "tokenizer.json"
-
-
 def test_fallback_when_parity_fails(tmp_path, caplog):
     # Ids out of merge order: tokenizers merges (a, b) first, tiktoken merges by rank and picks "bc".
     byte_chars = pre_tokenizers.ByteLevel.alphabet()
     vocab = {"<|endoftext|>": 0, **{ch: i + 1 for i, ch in enumerate(sorted(byte_chars))}}
     vocab.update({"bc": len(vocab), "ab": len(vocab) + 1})
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("a", "b"), ("b", "c")], ignore_merges=True))
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    backend.decoder = decoders.ByteLevel()
+    backend = build_backend()  # our pipeline, with a hand-made model
+    backend.model = models.BPE(vocab=vocab, merges=[("a", "b"), ("b", "c")], ignore_merges=True)
     backend.add_special_tokens(["<|endoftext|>"])
     _save_fast(backend, tmp_path / "odd")
     write_jsonl(tmp_path / "in.jsonl", ["abc abc", "xyz"])

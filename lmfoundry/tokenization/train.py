@@ -77,7 +77,7 @@ def expand_special_tokens(extra: Iterable[str]) -> list[str]:
     return tokens
 
 
-def build_backend(special_tokens: list[str] | None = None) -> Tokenizer:
+def build_backend() -> Tokenizer:
     """An untrained tokenizer with this module's normalization-free byte-level BPE pipeline."""
     # ignore_merges: a pre-token that is itself in the vocabulary becomes that token directly, as in
     # tiktoken and Llama 3; this is what lets the tiktoken fast path reproduce our ids exactly.
