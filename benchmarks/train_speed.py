@@ -6,7 +6,7 @@ machine noise. Ours adds Accelerate, the lr schedule, the global loss reduction,
 metrics.jsonl, tqdm and tracker calls; the reference is forward / backward / clip / AdamW step.
 Tokens/s counts the step loop only (not start-up, the final validation or the export), for both.
 
-    python benchmarks/train_speed.py            # hidden 128, 4 layers, seq 128, 8 x 128 tokens/step
+    python benchmarks/train_speed.py            # ~5 min: hidden 128, 4 layers, seq 128, 8 x 128 tokens/step
     python benchmarks/train_speed.py --quick    # under a minute
 
 Prints a table and ``RESULT train_loop_tokens_per_s ours=… ref=… ratio=… target=0.95``.

@@ -98,6 +98,10 @@ def test_spike_detector_flags_zscore_nonfinite_and_early_ratio():
     assert verdict.is_spike and verdict.reason == "loss z-score" and verdict.zscore > 6
     assert det.check(3.0, 1.8).reason == "grad_norm z-score"
     assert not det.check(2.0, 1.0).is_spike  # only upward moves count
+    quiet_grads = SpikeDetector(window=32, min_history=8, grad_zscore=0)
+    quiet_grads.load_state_dict(det.state_dict())
+    assert not quiet_grads.check(3.0, 1.8).is_spike  # grad-norm check off; non-finite still counts
+    assert quiet_grads.check(3.0, float("nan")).is_spike
     restored = SpikeDetector(window=32, min_history=8)
     restored.load_state_dict(det.state_dict())
     assert restored.check(3.5, 1.0) == verdict

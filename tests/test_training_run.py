@@ -179,6 +179,7 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     ckpts = out / "checkpoints"
     assert all((p / "COMPLETE").is_file() for p in ckpts.glob("step-*"))
     assert {p.name for p in ckpts.glob("step-*")} == {"step-16", "step-24"}
+    assert (out / "loss_curve.png").stat().st_size > 10_000
     assert (out / "model" / "model.safetensors").is_file()
 
 
@@ -241,10 +242,15 @@ def test_resume_needs_an_existing_run_and_output_must_be_writable(data, tmp_path
         train(recipe_for(data), blocker / "run")
 
 
-def test_builtin_load_recipe_overrides_reach_train_config(data, tmp_path):
+def test_overrides_wsd_and_activation_checkpointing_give_the_same_losses(reference, data, tmp_path):
     recipe_path = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
-    recipe = load_recipe(recipe_path, ["--train.max_steps", "2", "--train.schedule", "wsd",
-                                       "--train.checkpoint_every", "0", "--train.eval_every", "0"])
-    summary = train(recipe, tmp_path / "run")
-    assert summary["steps"] == 2
-    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["schedule"] == "wsd"
+    overrides = ["--train.max_steps", "3", "--train.checkpoint_every", "0", "--train.eval_every", "0"]
+    plain = train(load_recipe(recipe_path, overrides), tmp_path / "plain")
+    recomputed = train(load_recipe(recipe_path, [*overrides, "--train.gradient_checkpointing", "true"]),
+                       tmp_path / "recomputed")
+    assert plain["steps"] == recomputed["steps"] == 3
+    # recomputing activations in the backward pass changes memory, not the arithmetic
+    assert train_losses(tmp_path / "plain") == pytest.approx(train_losses(tmp_path / "recomputed"), abs=1e-6)
+    wsd = train(load_recipe(recipe_path, [*overrides, "--train.schedule", "wsd"]), tmp_path / "wsd")
+    assert wsd["steps"] == 3
+    assert yaml.safe_load((tmp_path / "wsd" / "recipe.yaml").read_text())["train"]["schedule"] == "wsd"

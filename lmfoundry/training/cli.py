@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDivergedError as err:
         print(f"lmfoundry: training stopped: {err}", file=sys.stderr)
         return 3
-    print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); val loss {summary['val_loss']:.4f}, "
-          f"val bpb {summary['val_bpb']:.4f}; model saved to {summary['model_dir']}")
+    val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
+           else "no val split")
+    print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to {summary['model_dir']}")
     return 0

@@ -36,7 +36,7 @@ from transformers import AutoTokenizer
 from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.recipe import dump_recipe, parse_section
-from lmfoundry.tokenization import tokenizer_fingerprint
+from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.checkpoints import Checkpoint, CheckpointManager
 from lmfoundry.training.config import TrainConfig
@@ -86,14 +86,11 @@ def model_config_from_recipe(fields: dict[str, Any], tokenizer) -> FoundryConfig
     if unknown:
         raise ValueError(f"recipe section 'model': unknown field(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(sorted(allowed))}")
-    fields = dict(fields)
-    vocab = len(tokenizer)
-    fields.setdefault("vocab_size", vocab)
-    if fields["vocab_size"] < vocab:
+    from_tokenizer = special_token_ids(tokenizer)
+    fields = {**from_tokenizer, **fields}
+    if fields["vocab_size"] < from_tokenizer["vocab_size"]:
         raise ValueError(f"recipe field model.vocab_size={fields['vocab_size']} is smaller than the "
-                         f"tokenizer's vocabulary ({vocab})")
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        fields.setdefault(name, getattr(tokenizer, name))
+                         f"tokenizer's vocabulary ({from_tokenizer['vocab_size']})")
     return FoundryConfig(**fields)
 
 
@@ -168,7 +165,13 @@ class Trainer:
                          world_size=acc.num_processes, seed=self.seed, expected_fingerprint=fingerprint,
                          verify_checksums=cfg.verify_checksums)
         self.train_data = PretrainDataset(cfg.shards, split="train", grad_accum_steps=self.grad_accum, **data_args)
-        self.val_data = PretrainDataset(cfg.shards, split="val", grad_accum_steps=self.grad_accum, **data_args)
+        val_tokens = self.train_data.manifest.get("splits", {}).get("val", {}).get("tokens", 0)
+        self.val_data = None
+        if val_tokens > cfg.seq_len:
+            self.val_data = PretrainDataset(cfg.shards, split="val", grad_accum_steps=self.grad_accum, **data_args)
+        else:
+            logger.warning("%s has no val split of at least one %d-token window: no validation", cfg.shards,
+                           cfg.seq_len + 1)
         self.total_steps = cfg.total_steps(self.train_data.tokens_per_step)
         self.rollback_steps = cfg.rollback_steps(self.total_steps)
         self.poisoned = cfg.poison_range()
@@ -179,8 +182,8 @@ class Trainer:
                        "train": {**cfg.to_dict(), "seed": self.seed}}
         set_seed(self.seed)
         model = FoundryForCausalLM(self.model_config)
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+        if cfg.gradient_checkpointing:  # recompute each layer's activations in backward: memory for compute
+            model.activation_checkpointing_enable()
         self.flops_per_token = model.flops_per_token(cfg.seq_len)
         optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                     eps=cfg.eps)
@@ -379,6 +382,8 @@ class Trainer:
 
     def _validate(self) -> None:
         acc = self.accelerator
+        if self.val_data is None:
+            return
         self.last_val = validate(self.model, self.val_data, self.cfg.eval_batches, self.grad_accum, acc)
         record = {"kind": "val", "step": self.state.step, **self.last_val}
         logger.info("step %d: val loss %.4f, val bpb %.4f", self.state.step, record["val_loss"], record["val_bpb"])
