@@ -200,6 +200,12 @@ def test_cli_trains_with_overrides_and_reports_bad_input(data, tmp_path, capsys)
     assert sorted(train_losses(out)) == [1, 2, 3]
     assert cli_main(["train", str(recipe), "--output", str(tmp_path / "x"), "--train.lr_typo", "1"]) == 2
     assert "unknown field(s) lr_typo" in capsys.readouterr().err
+    # without shards/tokenizer/--output: the `lmfoundry run` layout under run.output
+    bare = recipe_for(data, max_steps=2, checkpoint_every=0, eval_every=0)
+    del bare["train"]["shards"], bare["train"]["tokenizer"]
+    bare["run"] = {"output": str(data["root"])}
+    assert cli_main(["train", str(write_recipe(tmp_path / "bare.yaml", bare))]) == 0
+    assert sorted(train_losses(data["root"] / "train")) == [1, 2]
 
 
 @pytest.mark.parametrize(

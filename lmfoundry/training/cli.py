@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_options(parser: argparse.ArgumentParser, defaults: argparse.Namespace | None = None) -> None:
     parser.add_argument("--output", default=getattr(defaults, "output", None), metavar="RUN_DIR",
-                        help="run folder (default: run.output from the recipe, else runs/<recipe name>)")
+                        help="training run folder (default: RUN/train with RUN = the recipe's run.output, "
+                             "the layout of `lmfoundry run`)")
     parser.add_argument("--resume", action="store_true", default=getattr(defaults, "resume", False),
                         help="continue from the newest complete checkpoint (required to exist); without this "
                              "flag a run folder that has checkpoints is resumed too")
@@ -37,19 +38,29 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Parse options mixed into the overrides, load the recipe and train."""
+    """Parse options mixed into the overrides, load the recipe and train.
+
+    Without ``train.shards``/``train.tokenizer``/``--output``, the folders of ``lmfoundry run``'s
+    layout under the recipe's ``run.output`` are used (RUN/shards, RUN/tokenizer, RUN/train), so a
+    stage can be rerun alone on a pipeline's run folder.
+    """
     from pathlib import Path
 
-    from lmfoundry.recipe import load_recipe, resolve_recipe_path
+    from lmfoundry.recipe import load_recipe
     from lmfoundry.training.loop import TrainingDivergedError, train
 
     options = argparse.ArgumentParser(add_help=False)
     _add_options(options, args)
     args_after, overrides = options.parse_known_args(args.overrides)
     recipe = load_recipe(args.recipe, overrides)
-    output = args_after.output or recipe.get("run", {}).get("output")
+    run_root = recipe.get("run", {}).get("output")
+    if run_root:
+        section = recipe.setdefault("train", {})
+        section.setdefault("shards", str(Path(run_root) / "shards"))
+        section.setdefault("tokenizer", str(Path(run_root) / "tokenizer"))
+    output = args_after.output or (Path(run_root) / "train" if run_root else None)
     if output is None:
-        output = Path("runs") / resolve_recipe_path(args.recipe).stem
+        raise ValueError("no run folder: pass --output RUN_DIR or set run.output in the recipe")
     try:
         summary = train(recipe, output, resume=True if args_after.resume else None)
     except TrainingDivergedError as err:
