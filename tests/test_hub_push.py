@@ -186,3 +186,16 @@ def test_generate_by_repo_id(pushed):
     model, tokenizer = load_model(str(run_dir))
     new_text = generate(model, tokenizer, PROMPT, SamplingSettings(max_new_tokens=6, temperature=0), io.StringIO())
     assert report["generate"]["out"] == PROMPT + new_text + "\n"
+
+
+def test_dry_run_lists_the_upload_and_writes_the_card(tmp_path, capsys):
+    from lmfoundry.cli import main
+
+    build_run_folder(tmp_path / "run")
+    assert main(["push", str(tmp_path / "run"), "--repo-id", REPO, "--dry-run"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert listed == sorted([
+        "README.md", "config.json", "configuration_foundry.py", "generation_config.json", "loss_curve.png",
+        "model.safetensors", "modeling_foundry.py", "tokenizer.json", "tokenizer_config.json",
+    ])  # report.json stays behind
+    assert f'from_pretrained("{REPO}", trust_remote_code=True)' in (tmp_path / "run" / "model" / "README.md").read_text()

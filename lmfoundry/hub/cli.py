@@ -21,12 +21,19 @@ def register(subparsers) -> None:
     parser.add_argument("--revision", help="branch to push to (created from main if needed)")
     parser.add_argument("--commit-message", help="commit message")
     parser.add_argument("--license", default="apache-2.0", help="license id for the model card (default: apache-2.0)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the folder and write the card, list what would be uploaded, upload nothing")
     parser.set_defaults(func=_push)
 
 
 def _push(args: argparse.Namespace) -> int:
-    from lmfoundry.hub.push import push_to_hub
+    from lmfoundry.hub.push import prepare_upload, push_to_hub
 
+    if args.dry_run:
+        model_dir, files = prepare_upload(args.path, args.repo_id, license=args.license)
+        print(f"would upload to {args.repo_id} from {model_dir}:")
+        print("\n".join(f"  {name}  ({(model_dir / name).stat().st_size:,} bytes)" for name in files))
+        return 0
     quiet_http_logs(args)
     url = push_to_hub(
         args.path,

@@ -58,22 +58,13 @@ def push_to_hub(
     token saved by ``hf auth login``.
     """
     check_repo_id(repo_id)
-    model_dir, run_dir = locate_model_dir(path)
-    files = select_upload_files(model_dir)
     token = token or get_token()
     if not token:
         raise PermissionError(
             "no Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login` "
             "(a token with write access, from https://huggingface.co/settings/tokens)"
         )
-
-    if "generation_config.json" not in files:
-        write_generation_config(model_dir)
-        files.append("generation_config.json")
-    card = model_dir / "README.md"
-    if not card.exists() or is_generated_card(card):
-        write_model_card(model_dir, run_dir, repo_id=repo_id, license=license)
-        files += [name for name in ("README.md", "loss_curve.png") if (model_dir / name).is_file() and name not in files]
+    model_dir, files = prepare_upload(path, repo_id, license=license)
 
     api = HfApi(token=token)
     try:
@@ -98,6 +89,23 @@ def push_to_hub(
         raise
     logger.info("pushed: %s", commit.commit_url)
     return commit.commit_url
+
+
+def prepare_upload(path: str | Path, repo_id: str, *, license: str = "apache-2.0") -> tuple[Path, list[str]]:
+    """Check the folder and write what the upload needs; return ``(model_dir, files to upload)``.
+
+    Writes ``generation_config.json`` when missing and the model card (plus ``loss_curve.png``)
+    unless the folder holds a hand-written ``README.md``. No network: ``lmfoundry push --dry-run``.
+    """
+    check_repo_id(repo_id)
+    model_dir, run_dir = locate_model_dir(path)
+    files = select_upload_files(model_dir)
+    if "generation_config.json" not in files:
+        write_generation_config(model_dir)
+    card = model_dir / "README.md"
+    if not card.exists() or is_generated_card(card):
+        write_model_card(model_dir, run_dir, repo_id=repo_id, license=license)
+    return model_dir, select_upload_files(model_dir)
 
 
 def check_repo_id(repo_id: str) -> None:
