@@ -149,7 +149,8 @@ def select_upload_files(model_dir: Path) -> list[str]:
             f"{model_dir}: no tokenizer (tokenizer.json / tokenizer_config.json): save it next to the model "
             "with tokenizer.save_pretrained(model_dir)"
         )
-    code = sorted({ref.split("--")[-1].split(".")[0] + ".py" for ref in _auto_map_refs(config)})
+    # "module.Class" lives in this folder; "owner/repo--module.Class" in another repo on the Hub.
+    code = sorted({ref.split(".")[0] + ".py" for ref in _auto_map_refs(config) if "--" not in ref})
     missing_code = [name for name in code if not (model_dir / name).is_file()]
     if missing_code:
         raise FileNotFoundError(
