@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 
 def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict:
-    """Bytes per token (and characters per token) of ``tokenizer`` on ``texts``, special text as text."""
+    """Bytes per token (and characters per token) of ``tokenizer`` on ``texts``."""
     texts = list(texts)
     backend = tokenizer.backend_tokenizer
     n_tokens = 0
