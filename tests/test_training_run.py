@@ -159,21 +159,25 @@ def test_two_processes_match_one_process_with_grad_accumulation(reference, data,
 def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, data, tmp_path):
     _, ref_summary = reference
     out = tmp_path / "poisoned"
-    summary = train(recipe_for(data, poison_batches="17-18"), out)
+    summary = train(recipe_for(data, poison_batches="17-21"), out)
     events = [json.loads(line) for line in (out / "spikes.jsonl").read_text().splitlines()]
-    assert len(events) == 1 and summary["rollbacks"] == 1
-    event = events[0]
+    assert len(events) == 2 and summary["rollbacks"] == 2
+    event, second = events
     # step 18 (data step 17) got a destructive update; step 19 (data step 18) shows the spike.
     # step-16 was judged clean after step 18 (rollback margin 2 steps) and is restored
     assert event["step"] == 19 and event["data_step"] == 18 and event["reason"] == "loss z-score"
     assert event["checkpoint_restored"].endswith("step-16") and event["restored_step"] == 16
     # data steps 16..18 were seen from the checkpoint through the spike, + 1 extra: 16..19 skipped
     assert event["skipped_data_steps"] == [16, 19] and event["batches_skipped"] == 4
+    # step 17 then trains on data step 20 (also poisoned): step 18 (data step 21) spikes, step-16 is
+    # restored again, and reading resumes past everything either branch saw: data steps 16..22
+    assert second["step"] == 18 and second["data_step"] == 21 and second["restored_step"] == 16
+    assert second["skipped_data_steps"] == [16, 22] and second["batches_skipped"] == 7
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kept = {r["step"]: r for r in records if r["kind"] == "train"}
     assert sorted(kept) == list(range(1, STEPS + 1))
-    assert all(r["data_step"] not in range(16, 20) for r in kept.values())
-    assert kept[17]["data_step"] == 20  # the step after the checkpoint reads past the skipped batches
+    assert all(r["data_step"] not in range(16, 23) for r in kept.values())
+    assert kept[17]["data_step"] == 23  # the step after the checkpoint reads past the skipped batches
     assert abs(summary["val_loss"] - ref_summary["val_loss"]) < 0.05
     # no checkpoint lost: every step-N is complete and the rollback target survived
     ckpts = out / "checkpoints"

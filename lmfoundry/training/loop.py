@@ -216,7 +216,7 @@ class Trainer:
         acc.init_trackers("lmfoundry", config=_flat_config(self.recipe))
         logger.info(
             "training %.2fM parameters for %d steps: %d processes x %d micro-batches x %d sequences x %d tokens "
-            "= %d tokens/step", self.model_config_params() / 1e6, self.total_steps, acc.num_processes,
+            "= %d tokens/step", self.num_parameters() / 1e6, self.total_steps, acc.num_processes,
             self.grad_accum, cfg.micro_batch_size, cfg.seq_len, self.train_data.tokens_per_step)
         awaiting_verdict = [c for c in self.checkpoints.complete() if not c.clean]
         progress = tqdm(total=self.total_steps, initial=self.state.step, disable=not acc.is_main_process,
@@ -266,7 +266,7 @@ class Trainer:
         logger.info("training done: %s", summary)
         return summary
 
-    def model_config_params(self) -> int:
+    def num_parameters(self) -> int:
         return self.accelerator.unwrap_model(self.model).num_parameters()
 
     def _train_step(self) -> dict | None:
@@ -343,8 +343,10 @@ class Trainer:
         else:
             self.checkpoints.load(target)
             self.checkpoints.abandon_after(target.step, rollbacks)
+            # resume reading just past the spike (+ extra): this also skips batches an earlier rollback
+            # to the same checkpoint had skipped, which the checkpoint's own data position predates
             restored_step, first = state.step, state.step + self.train_data.skipped_steps
-            skipped = (step - state.step + 1) + cfg.skip_extra(self.total_steps)
+            skipped = data_step + 1 + cfg.skip_extra(self.total_steps) - first
             self.train_data.skip(skipped)
         state.rollbacks = rollbacks
         state.lr_reduced_until = state.step + cfg.spike_lr_steps
@@ -412,7 +414,7 @@ class Trainer:
     def _plot(self) -> None:
         if self.accelerator.is_main_process:
             plot_loss_curve(self.metrics.read(), self.spikes.read(), self.output_dir / "loss_curve.png",
-                            title=f"{self.output_dir.name}: {self.model_config_params() / 1e6:.2f}M parameters")
+                            title=f"{self.output_dir.name}: {self.num_parameters() / 1e6:.2f}M parameters")
 
     def _export_model(self) -> None:
         """``save_pretrained`` of the final weights plus the tokenizer into ``model/``, atomically."""
