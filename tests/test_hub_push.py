@@ -199,3 +199,13 @@ def test_dry_run_lists_the_upload_and_writes_the_card(tmp_path, capsys):
         "model.safetensors", "modeling_foundry.py", "tokenizer.json", "tokenizer_config.json",
     ])  # report.json stays behind
     assert f'from_pretrained("{REPO}", trust_remote_code=True)' in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
+def test_recipe_hub_section(tmp_path):
+    from lmfoundry.hub import push_from_recipe
+
+    assert push_from_recipe(tmp_path, {"hub": {"private": "true"}}) is None  # no repo_id: nothing to do
+    with pytest.raises(ValueError, match=r"recipe section 'hub': unknown field\(s\) repo"):
+        push_from_recipe(tmp_path, {"hub": {"repo": "alice/x"}})
+    with pytest.raises(ValueError, match="invalid repo id 'not valid'"):
+        push_from_recipe(tmp_path, {"hub": {"repo_id": "not valid"}})

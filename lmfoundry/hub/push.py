@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
@@ -22,6 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from lmfoundry.hub.artifacts import locate_model_dir
 from lmfoundry.hub.card import is_generated_card, write_model_card
 from lmfoundry.hub.files import atomic_write_text
+from lmfoundry.recipe import parse_section
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,16 @@ def push_to_hub(
         raise
     logger.info("pushed: %s", commit.commit_url)
     return commit.commit_url
+
+
+def push_from_recipe(path: str | Path, recipe: dict[str, dict[str, Any]]) -> str | None:
+    """Push as the recipe's ``hub`` section says; ``None`` (and nothing done) when it names no repo."""
+    config = parse_section(HubConfig, recipe, "hub")
+    if not config.repo_id:
+        logger.info("recipe has no hub.repo_id: not pushing")
+        return None
+    return push_to_hub(path, config.repo_id, private=config.private, revision=config.revision,
+                       commit_message=config.commit_message, license=config.license)
 
 
 def prepare_upload(path: str | Path, repo_id: str, *, license: str = "apache-2.0") -> tuple[Path, list[str]]:
