@@ -88,7 +88,9 @@ def build_tiktoken_encoding(tokenizer_json: str | Path, name: str = "lmfoundry")
     specials = {}
     for added in data.get("added_tokens", []):
         if not added.get("special"):
-            raise ValueError(f"{path}: non-special added token {added['content']!r} has no tiktoken equivalent")
+            raise ValueError(
+                f"{path}: non-special added token {added['content']!r} has no tiktoken equivalent"
+            )
         specials[added["content"]] = added["id"]
     return tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
 
@@ -177,5 +179,7 @@ def choose_encoder(tokenizer_path: str | Path, sample: Iterable[str]) -> Documen
             mismatch[:80],
         )
         return reference
-    logger.info("tiktoken reproduces the tokenizer on %d parity texts; using it for bulk encoding", len(texts))
+    logger.info(
+        "tiktoken reproduces the tokenizer on %d parity texts; using it for bulk encoding", len(texts)
+    )
     return fast
