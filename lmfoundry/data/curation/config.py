@@ -148,12 +148,14 @@ class CurateConfig:
 
 
 def _init_params(cls: type) -> set[str]:
-    """Keyword parameters a filter class accepts, across its ``__init__`` chain."""
+    """Keyword parameters a filter class accepts, following ``**kwargs`` up its ``__init__`` chain."""
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        names |= set(inspect.signature(init).parameters)
-        break
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
     return names - _RESERVED_PARAMS

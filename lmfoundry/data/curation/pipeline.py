@@ -173,6 +173,7 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     )
     counted: list[tuple[str, Any]] = [("read", reader)]
     if any(item.kind == "warc" for item in files):
+        _check_html_extraction()
         counted.append(("extract", HtmlExtractor(timeout=5)))
     filters = build_filters(filter_params, word_tokenizer, exclusion_writer if exclusion else None)
     counted += list(zip(filter_params, filters))
@@ -290,6 +291,16 @@ def _reset_if_config_changed(out: Path, work: Path, fingerprint: dict[str, Any])
     for path in out.iterdir():
         if path.name.endswith((".jsonl.gz", ".parquet")):
             path.unlink()
+
+
+def _check_html_extraction() -> None:
+    """WARC inputs need trafilatura in every worker: find out now, not once per record."""
+    try:
+        import trafilatura  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            f"WARC inputs need a working trafilatura (pip install 'lmfoundry[data]'): {err}"
+        ) from err
 
 
 def _version() -> str:

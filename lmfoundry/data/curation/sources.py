@@ -380,8 +380,9 @@ class SourceReader(PipelineStep):
 
         records = 0
         with open(item.path, "rb") as f:
+            archive = ArchiveIterator(f)
             try:
-                for record in ArchiveIterator(f):
+                for record in archive:
                     records += 1
                     doc = self._warc_record_to_doc(item, record, records)
                     if doc is not None:
@@ -389,6 +390,13 @@ class SourceReader(PipelineStep):
             except (ArchiveLoadFailed, *_READ_DECODE_ERRORS) as err:
                 where = f"{item.path}:record {records + 1}"
                 self.skip(item, where, "truncated_file", f"{type(err).__name__}: {err}")
+                return
+            # warcio ends quietly at a cut gzip member: unread bytes at the end mean a lost record
+            if archive.offset < item.size:
+                where = f"{item.path}:record {records + 1}"
+                self.skip(
+                    item, where, "truncated_file", f"{item.size - archive.offset} bytes after the last record"
+                )
 
     def _warc_record_to_doc(self, item: InputFile, record, index: int) -> Document | None:
         if record.rec_type not in ("response", "conversion"):
