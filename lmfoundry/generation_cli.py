@@ -201,7 +201,7 @@ def register(subparsers) -> None:
         description="Continue PROMPT with a model folder, run folder or Hub repo id (trust_remote_code=True).",
     )
     gen.add_argument("model", metavar="MODEL", help="model folder, run folder, or Hub repo id")
-    gen.add_argument("prompt", metavar="PROMPT")
+    gen.add_argument("prompt", metavar="PROMPT", help="text to continue")
     _add_common_args(gen)
     gen.set_defaults(func=_generate)
 
@@ -216,10 +216,14 @@ def register(subparsers) -> None:
 
 def _add_common_args(parser: argparse.ArgumentParser) -> None:
     defaults = SamplingSettings()
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                        help=f"tokens to generate (default {defaults.max_new_tokens})")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help=f"sampling temperature; 0 = greedy (default {defaults.temperature})")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p,
+                        help=f"nucleus sampling: smallest token set with this probability (default {defaults.top_p})")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k,
+                        help=f"sample among the k likeliest tokens; 0 = off (default {defaults.top_k})")
     parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.add_argument("--revision", help="Hub branch, tag or commit")
