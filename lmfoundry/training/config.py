@@ -8,6 +8,7 @@ so the same recipe gives the same global batch on one CPU or eight GPUs.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass, field
 
@@ -107,7 +108,7 @@ class TrainConfig:
                 f"recipe field train.mixed_precision: expected one of {', '.join(MIXED_PRECISION)}, "
                 f"got {self.mixed_precision!r}"
             )
-        for tracker in self.trackers() or ["none"]:
+        for tracker in [t.strip().lower() for t in str(self.report_to).split(",") if t.strip()]:
             if tracker not in TRACKERS:
                 raise ValueError(f"recipe field train.report_to: unknown tracker {tracker!r}; allowed: {', '.join(TRACKERS)}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -123,9 +124,18 @@ class TrainConfig:
         self.poison_range()  # parses or raises
 
     def trackers(self) -> list[str]:
-        """Tracker names from ``report_to`` (comma-separated); ``none`` disables them."""
+        """Tracker names from ``report_to`` (comma-separated); ``none`` disables them.
+
+        Accelerate silently drops a tracker whose package is missing; a run that was asked to report
+        somewhere and reports nowhere is a surprise found hours later, so it is an error here.
+        """
         names = [t.strip().lower() for t in str(self.report_to).split(",") if t.strip()]
-        return [t for t in names if t != "none"]
+        names = [t for t in names if t != "none"]
+        for name in names:
+            if name in TRACKERS and importlib.util.find_spec(name) is None:
+                raise ValueError(f"recipe field train.report_to: {name!r} needs the {name} package (pip install {name})"
+                                 " or report_to: none")
+        return names
 
     def poison_range(self) -> range:
         """Data steps the fault injection trains with a destructive learning rate (empty if off)."""

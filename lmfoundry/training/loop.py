@@ -131,6 +131,11 @@ def _flat_config(recipe: dict) -> dict:
     return flat
 
 
+def _due(step: int, every: int) -> bool:
+    """Whether a periodic action set to run ``every`` steps (0: never) runs after ``step``."""
+    return every > 0 and step % every == 0
+
+
 class Trainer:
     """One training run: built from a recipe, run once by :meth:`fit`. Use :func:`train`."""
 
@@ -234,14 +239,15 @@ class Trainer:
             progress.set_postfix(self._postfix(record), refresh=False)
             step = self.state.step
             for ckpt in [c for c in awaiting_verdict if c.step + self.rollback_steps <= step]:
-                self.checkpoints.mark_clean(ckpt)
+                self.checkpoints.mark_clean(ckpt)  # the run got far enough past it without a spike
                 awaiting_verdict.remove(ckpt)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
-                self._validate()
-            if cfg.sample_every and step % cfg.sample_every == 0 and step < self.total_steps:
-                self._sample()
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < self.total_steps:
-                awaiting_verdict.append(self._checkpoint())
+            if step < self.total_steps:  # the final step's validation, samples and checkpoint come below
+                if _due(step, cfg.eval_every):
+                    self._validate()
+                if _due(step, cfg.sample_every):
+                    self._sample()
+                if _due(step, cfg.checkpoint_every):
+                    awaiting_verdict.append(self._checkpoint())
         progress.close()
         wall = time.perf_counter() - started
         self._validate()
