@@ -58,6 +58,8 @@ def llama_twin(model: FoundryForCausalLM) -> LlamaForCausalLM:
         (2, {"tie_word_embeddings": True}),  # grouped-query, tied head
         (1, {"attention_bias": True, "mlp_bias": True}),  # multi-query, biases
         (2, {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0}}),
+        # dynamic NTK rescales the frequencies once the 17 tokens exceed max_position_embeddings
+        (2, {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}, "max_position_embeddings": 8}),
     ],
 )
 def test_logits_match_llama_on_the_same_weights(kv_heads, extra):
