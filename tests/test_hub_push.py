@@ -25,6 +25,7 @@ from lmfoundry.generation_cli import SamplingSettings, generate, load_model
 TOKEN = "hf_lmfoundrySECRETtoken0123456789abcdef"
 WRONG_TOKEN = "hf_someoneELSEStoken0123456789abcdef"
 REPO = "alice/tiny-foundry"
+OTHER_REPO = "alice/resharded"
 PROMPT = "In the beginning"
 
 PUSH_SCRIPT = textwrap.dedent("""
@@ -104,6 +105,10 @@ def pushed(tmp_path_factory):
     shutil.copytree(run_dir / "model", manual)
     (manual / "README.md").write_text("# My own card\n")
     (manual / "generation_config.json").unlink()
+    sharded = tmp / "sharded"  # the same weights in two shards and an index
+    model.save_pretrained(sharded, max_shard_size="100KB")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(run_dir / "model" / name, sharded)
     cases = [
         (["push", str(run_dir), "--repo-id", "alice/bad-no-token"], None),
         (["push", str(run_dir), "--repo-id", "not a valid id!"], TOKEN),
@@ -119,6 +124,9 @@ def pushed(tmp_path_factory):
         (["push", str(run_dir), "--repo-id", REPO, "--private"], TOKEN),
         (["push", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"], TOKEN),
         (["push", str(run_dir), "--repo-id", REPO], WRONG_TOKEN),
+        (["push", str(sharded), "--repo-id", OTHER_REPO], TOKEN),
+        (["push", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # one file replaces the shards
+        (["push", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # nothing changed: no new commit
     ]
     # the repo is private: loading it by id needs the token too
     generate_argv = (["generate", REPO, PROMPT, "--max-new-tokens", "6", "--temperature", "0"], TOKEN)
@@ -139,12 +147,12 @@ def test_bad_input_fails_clearly_before_any_request(pushed):
     uploads = [r for r in hub.requests if r[1] != "/api/agent-harnesses"]
     assert uploads[0] == ("POST", "/api/repos/create")
     assert not [r for r in hub.requests if "bad" in r[1]]
-    assert set(hub.repos) == {REPO}
+    assert set(hub.repos) == {REPO, OTHER_REPO}
 
 
 def test_push_uploads_the_model_and_never_shows_the_token(pushed):
     hub, report, run_dir, *_ = pushed
-    good, manual, refused = report["push"]
+    good, manual, refused, *_ = report["push"]
     assert good["rc"] == 0 and manual["rc"] == 0, report["push"]
     assert refused["rc"] == 2 and "the Hub refused the token for alice/tiny-foundry (HTTP 401)" in refused["err"]
     # stdout, stderr and DEBUG logs of every push, accepted or refused
@@ -166,6 +174,17 @@ def test_push_uploads_the_model_and_never_shows_the_token(pushed):
     generation_config = json.loads(dev["generation_config.json"])  # written from config.json's token ids
     assert (generation_config["eos_token_id"], generation_config["pad_token_id"]) == (0, 1)
     assert hub.files(REPO)["README.md"] == files["README.md"]
+
+
+def test_a_new_push_replaces_stale_shards_and_skips_unchanged_files(pushed):
+    hub, report, *_ = pushed
+    assert all(p["rc"] == 0 for p in report["push"][3:]), report["push"][3:]
+    repo = hub.repos[OTHER_REPO]
+    assert len(repo.commits) == 3  # the initial commit, the sharded push, the single-file push
+    sharded = hub.files(OTHER_REPO, list(repo.commits)[1])
+    assert "model.safetensors.index.json" in sharded and len([f for f in sharded if "-of-" in f]) == 2
+    files = hub.files(OTHER_REPO)
+    assert "model.safetensors" in files and not [f for f in files if "-of-" in f or f.endswith("index.json")]
 
 
 def test_load_by_repo_id_without_lmfoundry(pushed):
