@@ -301,9 +301,14 @@ class Trainer:
             loss_sum += loss.detach()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)  # None: DeepSpeed clips in its step
-        grad_norm = float(norm) if norm is not None else None
-        # every micro-batch holds B*S target tokens, so the mean of means is the token-weighted mean
-        step_loss = acc.reduce(loss_sum / self.grad_accum, "mean").item()
+        # One reduction gives every rank the same numbers to decide on. Every micro-batch holds B*S
+        # target tokens, so the mean of micro-batch means is the token-weighted global mean; the
+        # norm of the synced gradients is already global, and a mean of equal values is exact.
+        local = torch.stack([loss_sum / self.grad_accum,
+                             torch.as_tensor(0.0 if norm is None else norm, dtype=loss_sum.dtype, device=acc.device)])
+        step_loss, grad_norm = acc.reduce(local, "mean").tolist()
+        if norm is None:
+            grad_norm = None
         verdict = state.detector.check(step_loss, grad_norm) if cfg.spike_detection else Verdict(False)
         if verdict.is_spike:
             self.optimizer.zero_grad(set_to_none=True)
