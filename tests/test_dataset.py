@@ -132,15 +132,15 @@ def test_open_checks_fingerprint_truncation_checksums_and_size(shards, tmp_path)
         PretrainDataset(copy, seq_len=16, expected_fingerprint="0" * 64)
     with pytest.raises(ValueError, match="fewer than one window"):
         PretrainDataset(copy, split="val", seq_len=10**7)
-    shard = copy / "train" / "00001.ds"
+    shard = copy / "train" / "00000_00001.ds"
     data = bytearray(shard.read_bytes())
     data[10] ^= 0xFF
     shard.write_bytes(bytes(data))
     PretrainDataset(copy, seq_len=16)  # same size: only a checksum catches it
-    with pytest.raises(ValueError, match=r"00001\.ds: sha256 does not match"):
+    with pytest.raises(ValueError, match=r"00000_00001\.ds: sha256 does not match"):
         PretrainDataset(copy, seq_len=16, verify_checksums=True)
     shard.write_bytes(bytes(data[:-6]))
-    with pytest.raises(ValueError, match=r"00001\.ds: .* truncated"):
+    with pytest.raises(ValueError, match=r"00000_00001\.ds: .* truncated"):
         PretrainDataset(copy, seq_len=16)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["vocab_size"] = 70_000

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from lmfoundry.cli import main
 from lmfoundry.data.shards import read_manifest
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.tokenize import _EncodeJob, tokenize_corpus
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.sources import is_validation
@@ -146,6 +146,44 @@ def test_interrupted_run_restarts_cleanly(tmp_path, tok_dir, docs, monkeypatch):
     assert sorted(p.name for p in (out / "train").glob("*.ds")) == [
         r["path"].split("/")[1] for r in manifest["shards"] if r["split"] == "train"
     ]
+
+
+def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, monkeypatch, caplog):
+    write_jsonl(tmp_path / "in.jsonl", [*docs[:150], "", "", *docs[150:]])  # empty documents count too
+    options = {"val_fraction": 0.1, "shard_tokens": 3000, "checkpoint_bytes": 30_000, "workers": 1}
+    reference = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, tmp_path / "ref", **options)
+    assert len({r["path"].split("/")[1].split("_")[0] for r in reference["shards"]}) > 3  # several parts
+
+    encode = _EncodeJob.__call__
+    encoded = []
+
+    def interrupted(job, item):
+        if len(encoded) == 12:
+            raise KeyboardInterrupt
+        encoded.append(len(item[0]))
+        return encode(job, item)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(_EncodeJob, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
+    assert not (out / "manifest.json").exists()
+    finished = json.loads((out / ".partial" / "progress.json").read_text())["parts"]
+    assert finished
+
+    def counted(job, item):
+        encoded.append(len(item[0]))
+        return encode(job, item)
+
+    encoded.clear()
+    monkeypatch.setattr(_EncodeJob, "__call__", counted)
+    with caplog.at_level(logging.INFO):
+        resumed = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
+    assert f"resuming: {len(finished)} finished part(s)" in caplog.text
+    assert sum(encoded) < len(docs)  # the finished parts were not encoded again
+    assert resumed["shards"] == reference["shards"]  # same names, counts and sha256
+    assert resumed["splits"] == reference["splits"]
+    assert not (out / ".partial").exists()
 
 
 def test_inputs_txt_md_parquet_and_bad_records(tmp_path, tok_dir):

@@ -1,12 +1,13 @@
 """Token shards on disk: datatrove's tokenized layout plus our ``manifest.json``.
 
-Each split folder (``train/``, ``val/``) holds shards named ``00000.ds``, ``00001.ds``, ... in
-datatrove's format, so datatrove's ``DatatroveFolderDataset`` and nanotron read them as they are:
+Each split folder (``train/``, ``val/``) holds shards named ``<part>_<shard>.ds`` (``00000_00000.ds``,
+...; parts are the tokenizer's resumable units) in datatrove's format, so datatrove's
+``DatatroveFolderDataset`` and nanotron read them as they are:
 
-- ``NNNNN.ds``: the token ids, flat little-endian uint16 (vocabulary ≤ 65,536) or uint32, each
+- ``*.ds``: the token ids, flat little-endian uint16 (vocabulary ≤ 65,536) or uint32, each
   document followed by ``<|endoftext|>``;
-- ``NNNNN.ds.index``: little-endian uint64 end offset (in tokens, exclusive) of every document;
-- ``NNNNN.ds.metadata``: ``<tokenizer>|<token bytes>``, the token count, and a readable count.
+- ``*.ds.index``: little-endian uint64 end offset (in tokens, exclusive) of every document;
+- ``*.ds.metadata``: ``<tokenizer>|<token bytes>``, the token count, and a readable count.
 
 ``manifest.json`` sits next to the split folders and is written last, atomically: a folder with a
 manifest is complete. It records the tokenizer fingerprint, vocabulary size, dtype and EOS id, and
@@ -39,13 +40,16 @@ def dtype_for_vocab(vocab_size: int) -> str:
 
 
 class ShardWriter:
-    """Appends one split's tokenized documents to consecutive shards of about ``shard_tokens`` tokens.
+    """Appends one split's tokenized documents to consecutive shards of about ``shard_tokens`` tokens,
+    named ``<prefix>00000.ds``, ``<prefix>00001.ds``, ...
 
     Documents are never split across shards; a shard is closed once it reaches ``shard_tokens``. The
     sha256 is computed while writing, so the tokens are never read back.
     """
 
-    def __init__(self, folder: Path, split: str, dtype: str, shard_tokens: int, tokenizer_name: str):
+    def __init__(
+        self, folder: Path, split: str, dtype: str, shard_tokens: int, tokenizer_name: str, prefix: str = ""
+    ):
         if shard_tokens < 1:
             raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
         self.folder = Path(folder)
@@ -53,6 +57,7 @@ class ShardWriter:
         self.dtype = np.dtype(TOKEN_DTYPES[dtype]).newbyteorder("<")
         self.shard_tokens = shard_tokens
         self.tokenizer_name = tokenizer_name
+        self.prefix = prefix
         self.records: list[dict[str, Any]] = []
         self._file = None
 
@@ -88,14 +93,19 @@ class ShardWriter:
         return self.records
 
     def abort(self) -> None:
-        """Close the open shard without finishing it (the caller discards the folder)."""
+        """Stop after a failure: close the open shard and delete every file this writer wrote."""
         if self._file is not None:
             self._file.close()
             self._file = None
+            self.records.append({"path": f"{self.split}/{self._name}"})
+        for record in self.records:
+            for suffix in ("", ".index", ".metadata"):
+                (self.folder.parent / (record["path"] + suffix)).unlink(missing_ok=True)
+        self.records = []
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._name = f"{len(self.records):05d}.ds"
+        self._name = f"{self.prefix}{len(self.records):05d}.ds"
         self._file = open(self.folder / self._name, "wb")  # noqa: SIM115
         self._sha = hashlib.sha256()
         self._doc_ends: list[np.ndarray] = []

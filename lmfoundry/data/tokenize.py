@@ -3,15 +3,22 @@
 Documents stream from the input files in the main process, are encoded in batches by worker
 processes (tiktoken when it reproduces the tokenizer, see :mod:`lmfoundry.tokenization.fast_encoding`),
 split into train/val by a hash of their text, and appended to :class:`~lmfoundry.data.shards.ShardWriter`
-shards. All output is staged in ``OUTPUT/.partial/`` and moved into place at the end; the manifest is
-written last. An interrupted run therefore leaves no folder that looks complete, and the next run
-restarts from scratch; a run on a complete folder made from the same tokenizer and inputs is a no-op.
+shards. Output is staged in ``OUTPUT/.partial/``, moved into place at the end, and the manifest is
+written last, so an interrupted run never leaves a folder that looks complete.
+
+The document stream is cut into *parts* of about ``checkpoint_bytes`` of text (shards
+``<part>_<shard>.ds``, like datatrove's ``<rank>_...`` names). When a part is done its shard records
+and the number of documents consumed go to ``.partial/progress.json``; a rerun with the same
+tokenizer, inputs and settings keeps the finished parts, skips their documents without encoding
+them, and produces exactly the shards an uninterrupted run would. Anything else restarts from
+scratch. A run on a complete folder made from the same tokenizer and inputs is a no-op.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -41,7 +48,8 @@ from lmfoundry.tokenization.sources import is_validation, iter_documents, resolv
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHARD_TOKENS = 100_000_000
-_BATCH_CHARS = 1 << 20  # characters of text per worker task: large enough to amortize pickling
+DEFAULT_CHECKPOINT_BYTES = 1 << 30  # text per resumable part: a few shards' worth
+_BATCH_CHARS = 1 << 20  # characters per worker task (at most): large enough to amortize pickling
 _PARITY_SAMPLE_CHARS = 1 << 18  # the tokenizers side of the check runs ~10x slower than tiktoken
 
 
@@ -54,17 +62,21 @@ def tokenize_corpus(
     text_field: str = "text",
     workers: int = 1,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Tokenize documents from ``inputs`` (files or folders) into shards in ``output_dir``.
 
-    Returns the manifest. ``workers`` processes encode in parallel (the main process reads and writes).
+    Returns the manifest. ``workers`` processes encode in parallel (the main process reads and
+    writes); an interrupted run resumes from its last finished part of ``checkpoint_bytes`` of text.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if checkpoint_bytes < 1:
+        raise ValueError(f"checkpoint_bytes must be positive, got {checkpoint_bytes}")
     files = resolve_inputs(inputs)
     tokenizer_dir = Path(tokenizer_dir)
     fingerprint = tokenizer_fingerprint(tokenizer_dir)
@@ -89,31 +101,54 @@ def tokenize_corpus(
     documents = itertools.chain(sample, documents)
 
     staging = output_dir / ".partial"
-    writers = {
-        split: ShardWriter(staging / split, split, dtype, shard_tokens, str(tokenizer_dir))
-        for split in SPLITS
+    identity = {
+        "tokenizer_fingerprint": fingerprint,
+        "sources": sources,
+        **settings,
+        "checkpoint_bytes": checkpoint_bytes,
     }
+    progress = _Progress.resume_or_reset(staging, identity)
     job = _EncodeJob(encoder, eos_id, dtype, val_fraction)
+    stream = itertools.islice(documents, progress.documents, None)
     started = time.perf_counter()
-    total_bytes = 0
+    total_bytes = part_bytes = 0
+    part = len(progress.parts)
+
+    def new_writers(part: int) -> dict[str, ShardWriter]:
+        return {
+            split: ShardWriter(
+                staging / split, split, dtype, shard_tokens, str(tokenizer_dir), f"{part:05d}_"
+            )
+            for split in SPLITS
+        }
+
+    writers = new_writers(part)
     try:
         with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
-            for encoded in _map(job, _batches(documents), workers):
+            batches = _batches(stream, progress.documents, min(_BATCH_CHARS, max(1, checkpoint_bytes // 8)))
+            for consumed, encoded in _map(job, batches, workers):
                 for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
                     if len(lengths):
                         writers[split].write(tokens, lengths, doc_bytes)
-                        total_bytes += int(doc_bytes.sum())
-                        bar.update(int(doc_bytes.sum()))
+                        n_bytes = int(doc_bytes.sum())
+                        total_bytes += n_bytes
+                        part_bytes += n_bytes
+                        bar.update(n_bytes)
+                if part_bytes >= checkpoint_bytes:
+                    progress.add_part(consumed, [r for w in writers.values() for r in w.close()])
+                    part, part_bytes = part + 1, 0
+                    writers = new_writers(part)
     except BaseException:
         for writer in writers.values():
-            writer.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+            writer.abort()  # the unfinished part goes; finished ones stay for the next run to resume
+        if not progress.parts:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
-    records = {split: writer.close() for split, writer in writers.items()}
+    records = progress.records + [r for w in writers.values() for r in w.close()]
     elapsed = time.perf_counter() - started
 
     manifest = make_manifest(
-        records["train"] + records["val"],
+        sorted(records, key=lambda r: (SPLITS.index(r["split"]), r["path"])),
         tokenizer_fingerprint=fingerprint,
         vocab_size=vocab_size,
         dtype=dtype,
@@ -124,7 +159,7 @@ def tokenize_corpus(
     )
     summaries = manifest["splits"]
     if summaries["train"]["documents"] == 0:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging)
         raise ValueError(f"no training documents in {', '.join(map(str, files))} (all empty or all in val)")
     if val_fraction > 0 and summaries["val"]["documents"] == 0:
         logger.warning(
@@ -135,7 +170,7 @@ def tokenize_corpus(
     for split in SPLITS:
         if (staging / split).is_dir():
             os.replace(staging / split, output_dir / split)
-    staging.rmdir()
+    shutil.rmtree(staging)
     write_json_atomic(output_dir / MANIFEST, manifest)
     tokens = summaries["train"]["tokens"] + summaries["val"]["tokens"]
     logger.info(
@@ -173,17 +208,65 @@ def _complete_and_current(
 
 
 def _clear(output_dir: Path) -> None:
-    """Remove our own output (manifest first, so the folder stops looking complete) and any partial run."""
+    """Remove finished output (the manifest first, so the folder stops looking complete); a partial
+    run in ``.partial/`` is left to :class:`_Progress`."""
     manifest = output_dir / MANIFEST
     if manifest.exists():
         logger.info("replacing the shards in %s", output_dir)
         manifest.unlink()
-    for name in (".partial", *SPLITS):
-        if (output_dir / name).exists():
-            if name == ".partial":
-                logger.info("removing partial output of an interrupted run in %s", output_dir)
-            shutil.rmtree(output_dir / name)
+        shutil.rmtree(output_dir / ".partial", ignore_errors=True)
+    for split in SPLITS:
+        if (output_dir / split).exists():
+            shutil.rmtree(output_dir / split)
     output_dir.mkdir(parents=True, exist_ok=True)
+
+
+class _Progress:
+    """The finished parts of a run (``.partial/progress.json``) and the documents they consumed."""
+
+    FILE = "progress.json"
+
+    def __init__(self, staging: Path, identity: dict[str, Any], parts: list[dict[str, Any]]):
+        self.staging = staging
+        self.identity = identity
+        self.parts = parts
+
+    @classmethod
+    def resume_or_reset(cls, staging: Path, identity: dict[str, Any]) -> _Progress:
+        """Keep the finished parts of an interrupted run of this same job; otherwise start afresh."""
+        path = staging / cls.FILE
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if saved is None or saved.get("identity") != identity:
+            if staging.exists():
+                logger.info("removing partial output of an interrupted run in %s", staging)
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
+            return cls(staging, identity, [])
+        progress = cls(staging, identity, saved["parts"])
+        keep = {r["path"] for r in progress.records}
+        for file in staging.glob("*/*"):
+            shard = f"{file.parent.name}/{file.name.split('.ds')[0]}.ds"
+            if shard not in keep:
+                file.unlink()  # from the part that was interrupted
+        logger.info(
+            "resuming: %d finished part(s), skipping their %d documents",
+            len(progress.parts),
+            progress.documents,
+        )
+        return progress
+
+    @property
+    def documents(self) -> int:
+        """Input documents (counting empty ones) consumed by the finished parts."""
+        return self.parts[-1]["documents"] if self.parts else 0
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [record for part in self.parts for record in part["records"]]
+
+    def add_part(self, documents: int, records: list[dict[str, Any]]) -> None:
+        self.parts.append({"documents": documents, "records": records})
+        write_json_atomic(self.staging / self.FILE, {"identity": self.identity, "parts": self.parts})
 
 
 def _take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
@@ -196,26 +279,30 @@ def _take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
             return
 
 
-def _batches(documents: Iterable[str]) -> Iterator[list[str]]:
+def _batches(documents: Iterable[str], start: int, chars: int) -> Iterator[tuple[list[str], int]]:
+    """Batches of about ``chars`` characters, each with the number of input documents consumed once
+    it is done (counting from ``start``, empty documents included)."""
     batch: list[str] = []
     size = 0
+    consumed = start
     for text in documents:
+        consumed += 1
         if not text:
             continue  # an empty document would only add a lone separator
         batch.append(text)
         size += len(text)
-        if size >= _BATCH_CHARS:
-            yield batch
+        if size >= chars:
+            yield batch, consumed
             batch, size = [], 0
     if batch:
-        yield batch
+        yield batch, consumed
 
 
 class _EncodeJob:
     """One worker task: encode a batch, append EOS, and split it into train and val parts.
 
-    Returns, per split, (concatenated tokens in the shard dtype, tokens per document, UTF-8 bytes
-    per document), so the main process only appends arrays.
+    Returns the batch's document count and, per split, (concatenated tokens in the shard dtype,
+    tokens per document, UTF-8 bytes per document), so the main process only appends arrays.
     """
 
     def __init__(self, encoder: DocumentEncoder, eos_id: int, dtype: str, val_fraction: float):
@@ -224,7 +311,8 @@ class _EncodeJob:
         self.dtype = dtype
         self.val_fraction = val_fraction
 
-    def __call__(self, texts: list[str]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    def __call__(self, item: tuple[list[str], int]) -> tuple[int, tuple[tuple[np.ndarray, ...], ...]]:
+        texts, consumed = item
         ids = self.encoder.encode(texts)
         is_val = np.array([is_validation(t, self.val_fraction) for t in texts], dtype=bool)
         doc_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
@@ -235,7 +323,7 @@ class _EncodeJob:
             tokens = np.concatenate(pieces).astype(self.dtype) if pieces else np.empty(0, self.dtype)
             lengths = np.array([len(ids[i]) + 1 for i in chosen], dtype=np.int64)
             parts.append((tokens, lengths, doc_bytes[chosen]))
-        return tuple(parts)
+        return consumed, tuple(parts)
 
 
 _worker_job: _EncodeJob | None = None
@@ -246,11 +334,11 @@ def _init_worker(job: _EncodeJob) -> None:
     _worker_job = job
 
 
-def _run_worker_job(batch: list[str]) -> Any:
-    return _worker_job(batch)
+def _run_worker_job(item: tuple[list[str], int]) -> Any:
+    return _worker_job(item)
 
 
-def _map(job: _EncodeJob, batches: Iterator[list[str]], workers: int) -> Iterator[Any]:
+def _map(job: _EncodeJob, batches: Iterator[tuple[list[str], int]], workers: int) -> Iterator[Any]:
     """Apply ``job`` to each batch, in order, in ``workers`` processes (in-process when 1).
 
     At most ``2 * workers`` batches are in flight, so reading never runs ahead of encoding by more
