@@ -108,6 +108,8 @@ def generate(
     prompt: str,
     settings: SamplingSettings,
     out: TextIO | None = None,
+    *,
+    warn_on_truncation: bool = True,
 ) -> str:
     """Continue ``prompt``, streaming the new text to ``out``; return the new text.
 
@@ -132,8 +134,9 @@ def generate(
                            context - 1)
             max_new = context - 1
         if len(ids) + max_new > context:
-            logger.warning("prompt is %d tokens; keeping its last %d to fit the %d-token context",
-                           len(ids), context - max_new, context)
+            log = logger.warning if warn_on_truncation else logger.debug
+            log("prompt is %d tokens; keeping its last %d to fit the %d-token context", len(ids), context - max_new,
+                context)
             ids = ids[len(ids) - (context - max_new):]
     if settings.seed is not None:
         set_seed(settings.seed)
@@ -153,7 +156,10 @@ def generate(
 
 
 class ChatSession:
-    """A conversation as one growing text: each reply continues everything said so far."""
+    """A conversation as one growing text: each reply continues everything said so far.
+
+    Once the conversation outgrows the context, its oldest part silently falls out of the prompt.
+    """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: SamplingSettings):
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
@@ -161,7 +167,7 @@ class ChatSession:
 
     def respond(self, line: str, out: TextIO) -> str:
         prompt = self.history + line
-        reply = generate(self.model, self.tokenizer, prompt, self.settings, out)
+        reply = generate(self.model, self.tokenizer, prompt, self.settings, out, warn_on_truncation=False)
         out.write("\n")
         self.history = prompt + reply + "\n"
         return reply
