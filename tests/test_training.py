@@ -143,6 +143,8 @@ def test_retention_keeps_last_k_the_newest_clean_and_those_awaiting_a_verdict(tm
     assert manager.newest_clean().step == 4
     moved = manager.abandon_after(4, rollback_index=1)
     assert [p.name for p in moved] == ["rolledback-1-step-5"] and manager.latest().step == 4
+    manager.save(5, {})  # the same rollback index again (after a resume from an older checkpoint)
+    assert [p.name for p in manager.abandon_after(4, rollback_index=1)] == ["rolledback-1-step-5.1"]
 
 
 def test_jsonl_log_truncates_replayed_steps_and_survives_a_cut_line(tmp_path):

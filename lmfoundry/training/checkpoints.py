@@ -135,6 +135,10 @@ class CheckpointManager:
             for ckpt in self.complete():
                 if ckpt.step > step:
                     target = self.root / f"rolledback-{rollback_index}-step-{ckpt.step}"
+                    copy = 1
+                    while target.exists():  # same index again after a resume from an earlier checkpoint
+                        target = self.root / f"rolledback-{rollback_index}-step-{ckpt.step}.{copy}"
+                        copy += 1
                     os.replace(ckpt.path, target)
                     moved.append(target)
         self.accelerator.wait_for_everyone()
