@@ -108,43 +108,22 @@ def tokenize_corpus(
         "checkpoint_bytes": checkpoint_bytes,
     }
     progress = _Progress.resume_or_reset(staging, identity)
+    parts = _PartWriter(progress, dtype, shard_tokens, str(tokenizer_dir), checkpoint_bytes)
     job = _EncodeJob(encoder, eos_id, dtype, val_fraction)
     stream = itertools.islice(documents, progress.documents, None)
+    batches = _batches(stream, progress.documents, min(_BATCH_CHARS, max(1, checkpoint_bytes // 8)))
     started = time.perf_counter()
-    total_bytes = part_bytes = 0
-    part = len(progress.parts)
-
-    def new_writers(part: int) -> dict[str, ShardWriter]:
-        return {
-            split: ShardWriter(
-                staging / split, split, dtype, shard_tokens, str(tokenizer_dir), f"{part:05d}_"
-            )
-            for split in SPLITS
-        }
-
-    writers = new_writers(part)
+    total_bytes = 0
     try:
         with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
-            batches = _batches(stream, progress.documents, min(_BATCH_CHARS, max(1, checkpoint_bytes // 8)))
             for consumed, encoded in _map(job, batches, workers):
-                for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
-                    if len(lengths):
-                        writers[split].write(tokens, lengths, doc_bytes)
-                        n_bytes = int(doc_bytes.sum())
-                        total_bytes += n_bytes
-                        part_bytes += n_bytes
-                        bar.update(n_bytes)
-                if part_bytes >= checkpoint_bytes:
-                    progress.add_part(consumed, [r for w in writers.values() for r in w.close()])
-                    part, part_bytes = part + 1, 0
-                    writers = new_writers(part)
+                n_bytes = parts.write(consumed, encoded)
+                total_bytes += n_bytes
+                bar.update(n_bytes)
     except BaseException:
-        for writer in writers.values():
-            writer.abort()  # the unfinished part goes; finished ones stay for the next run to resume
-        if not progress.parts:
-            shutil.rmtree(staging, ignore_errors=True)
+        parts.abort()
         raise
-    records = progress.records + [r for w in writers.values() for r in w.close()]
+    records = parts.finish()
     elapsed = time.perf_counter() - started
 
     manifest = make_manifest(
@@ -267,6 +246,53 @@ class _Progress:
     def add_part(self, documents: int, records: list[dict[str, Any]]) -> None:
         self.parts.append({"documents": documents, "records": records})
         write_json_atomic(self.staging / self.FILE, {"identity": self.identity, "parts": self.parts})
+
+
+class _PartWriter:
+    """Routes encoded batches to the current part's shard writers (one per split) and, every
+    ``checkpoint_bytes`` of text, closes the part and records it in the progress file."""
+
+    def __init__(
+        self, progress: _Progress, dtype: str, shard_tokens: int, tokenizer_name: str, checkpoint_bytes: int
+    ):
+        self.progress = progress
+        self.options = (dtype, shard_tokens, tokenizer_name)
+        self.checkpoint_bytes = checkpoint_bytes
+        self.part_bytes = 0
+        self.writers = self._new_writers()
+
+    def _new_writers(self) -> dict[str, ShardWriter]:
+        prefix = f"{len(self.progress.parts):05d}_"
+        staging = self.progress.staging
+        return {split: ShardWriter(staging / split, split, *self.options, prefix) for split in SPLITS}
+
+    def write(self, consumed: int, encoded: tuple[tuple[np.ndarray, ...], ...]) -> int:
+        """Append one encoded batch; returns the UTF-8 bytes of text it held."""
+        n_bytes = 0
+        for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
+            if len(lengths):
+                self.writers[split].write(tokens, lengths, doc_bytes)
+                n_bytes += int(doc_bytes.sum())
+        self.part_bytes += n_bytes
+        if self.part_bytes >= self.checkpoint_bytes:
+            self.progress.add_part(consumed, self._close())
+            self.part_bytes = 0
+            self.writers = self._new_writers()
+        return n_bytes
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Records of every shard: the finished parts' and the last part's."""
+        return self.progress.records + self._close()
+
+    def abort(self) -> None:
+        """Discard the unfinished part; finished ones stay for the next run to resume from."""
+        for writer in self.writers.values():
+            writer.abort()
+        if not self.progress.parts:
+            shutil.rmtree(self.progress.staging, ignore_errors=True)
+
+    def _close(self) -> list[dict[str, Any]]:
+        return [record for writer in self.writers.values() for record in writer.close()]
 
 
 def _take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
