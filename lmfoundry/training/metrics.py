@@ -76,12 +76,23 @@ def plot_loss_curve(metrics: list[dict], spikes: list[dict], path: Path, title: 
     if val:
         steps = sorted(val)
         ax.plot(steps, [val[s] for s in steps], "o-", ms=4, color="tab:orange", label="val loss")
-    finite_spikes = [s for s in spikes if isinstance(s.get("loss"), (int, float)) and math.isfinite(s["loss"])]
+    curve = [v for v in [*train.values(), *val.values()] if math.isfinite(v)]
+    if curve:  # scale to the curve: a spike of 40 nats must not flatten it into a line
+        low, high = min(curve), max(curve)
+        pad = 0.05 * (high - low or 1.0)
+        ax.set_ylim(low - pad, high + pad)
     if spikes:
-        ax.scatter([s["step"] for s in finite_spikes], [s["loss"] for s in finite_spikes],
-                   marker="x", s=60, color="red", zorder=3, label=f"loss spikes ({len(spikes)})")
-        for event in spikes:
+        top = ax.get_ylim()[1]
+        # spikes beyond the axis (or NaN) sit on its top edge, labelled with their loss
+        shown = [min(e["loss"], top) if isinstance(e.get("loss"), (int, float)) and math.isfinite(e["loss"]) else top
+                 for e in spikes]
+        ax.scatter([e["step"] for e in spikes], shown, marker="x", s=60, color="red", zorder=3, clip_on=False,
+                   label=f"loss spikes, rolled back ({len(spikes)})")
+        for event, y in zip(spikes, shown):
             ax.axvline(event["step"], color="red", alpha=0.25, lw=1)
+            if y == top:
+                ax.annotate(f"{event.get('loss'):.3g}", (event["step"], top), textcoords="offset points",
+                            xytext=(4, -12), color="red", fontsize=8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title or "training loss")
