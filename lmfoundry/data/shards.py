@@ -99,8 +99,9 @@ class ShardWriter:
             self._file = None
             self.records.append({"path": f"{self.split}/{self._name}"})
         for record in self.records:
+            name = Path(record["path"]).name
             for suffix in ("", ".index", ".metadata"):
-                (self.folder.parent / (record["path"] + suffix)).unlink(missing_ok=True)
+                (self.folder / (name + suffix)).unlink(missing_ok=True)
         self.records = []
 
     def _open(self) -> None:
@@ -118,11 +119,9 @@ class ShardWriter:
         self._file = None
         path = self.folder / self._name
         ends = np.concatenate(self._doc_ends).astype("<u8")
-        path.with_name(self._name + ".index").write_bytes(ends.tobytes())
-        path.with_name(self._name + ".metadata").write_text(
-            f"{self.tokenizer_name}|{self.dtype.itemsize}\n{self._tokens}\n{_humanize(self._tokens)}",
-            encoding="utf-8",
-        )
+        _write_durably(path.with_name(self._name + ".index"), ends.tobytes())
+        metadata = f"{self.tokenizer_name}|{self.dtype.itemsize}\n{self._tokens}\n{_humanize(self._tokens)}"
+        _write_durably(path.with_name(self._name + ".metadata"), metadata.encode("utf-8"))
         self.records.append(
             {
                 "path": f"{self.split}/{self._name}",
@@ -133,6 +132,14 @@ class ShardWriter:
                 "sha256": self._sha.hexdigest(),
             }
         )
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write and fsync: a part recorded as finished must survive a power loss."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _humanize(tokens: int) -> str:
