@@ -198,6 +198,20 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
+def _attention_function(attn_implementation: str | None) -> Callable:
+    """The attention kernel registered under ``attn_implementation`` in transformers' interface.
+
+    Keep the literal ``ALL_ATTENTION_FUNCTIONS.get_interface(`` call: recent transformers allow
+    ``set_attn_implementation`` only on models whose source contains it. Early 5.x releases lack
+    ``get_interface``; there the registry is indexed directly.
+    """
+    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
+        return ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, eager_attention_forward)
+    if attn_implementation in (None, "eager"):
+        return eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[attn_implementation]
+
+
 class FoundryAttention(nn.Module):
     """Grouped-query attention with RoPE (and optional QK-norm), dispatched through transformers'
     attention interface so ``attn_implementation`` selects eager, sdpa, flash-attention or flex."""
@@ -249,9 +263,7 @@ class FoundryAttention(nn.Module):
                 key_states, value_states, self.layer_idx, {"sin": sin, "cos": cos, "cache_position": cache_position}
             )
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        attention_interface = _attention_function(self.config._attn_implementation)
         attn_output, attn_weights = attention_interface(
             self,
             query_states,
