@@ -247,9 +247,9 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
             raise CurationError(
                 f"curation stage {name!r} failed: {type(err).__name__}: {err} (task logs: {logs / name})"
             ) from err
-    if config.executor == "slurm":
-        logger.info("Slurm jobs submitted; rerun the same command once they finish to write %s", stats_path)
-        return {"submitted": True, "logging_dir": str(logs)}
+    if any(executor.get_incomplete_ranks() for _, executor in stages):  # Slurm: submitted, not yet run
+        logger.info("jobs submitted; rerun the same command once they finish to write %s", stats_path)
+        return {"complete": False, "submitted": True, "logging_dir": str(logs)}
 
     # ---- report ---------------------------------------------------------------------------------
     merged = merge_stage_stats(logs / "filter", len(stage1))
