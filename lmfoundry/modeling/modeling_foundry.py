@@ -198,20 +198,6 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
-def _attention_function(attn_implementation: str | None) -> Callable:
-    """The attention kernel registered under ``attn_implementation`` in transformers' interface.
-
-    Keep the literal ``ALL_ATTENTION_FUNCTIONS.get_interface(`` call: recent transformers allow
-    ``set_attn_implementation`` only on models whose source contains it. Early 5.x releases lack
-    ``get_interface``; there the registry is indexed directly.
-    """
-    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
-        return ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, eager_attention_forward)
-    if attn_implementation in (None, "eager"):
-        return eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[attn_implementation]
-
-
 class FoundryAttention(nn.Module):
     """Grouped-query attention with RoPE (and optional QK-norm), dispatched through transformers'
     attention interface so ``attn_implementation`` selects eager, sdpa, flash-attention or flex."""
@@ -234,6 +220,20 @@ class FoundryAttention(nn.Module):
         if config.qk_norm:
             self.q_norm = FoundryRMSNorm(self.head_dim, eps=config.rms_norm_eps)
             self.k_norm = FoundryRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+
+    def _attention_interface(self) -> Callable:
+        """The attention kernel registered under ``config._attn_implementation``.
+
+        transformers allows ``set_attn_implementation`` only on models whose source contains the
+        literal lookup it expects: ``ALL_ATTENTION_FUNCTIONS.get_interface(`` in recent releases,
+        ``ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]`` in early 5.x (which lack
+        ``get_interface``). Keep both spelled exactly like this.
+        """
+        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
+            return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        if self.config._attn_implementation in (None, "eager"):
+            return eager_attention_forward
+        return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
 
     def forward(
         self,
@@ -263,7 +263,7 @@ class FoundryAttention(nn.Module):
                 key_states, value_states, self.layer_idx, {"sin": sin, "cos": cos, "cache_position": cache_position}
             )
 
-        attention_interface = _attention_function(self.config._attn_implementation)
+        attention_interface = self._attention_interface()
         attn_output, attn_weights = attention_interface(
             self,
             query_states,
