@@ -241,9 +241,7 @@ def _settings(args: argparse.Namespace) -> SamplingSettings:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from lmfoundry.hub.cli import quiet_http_logs
 
-    quiet_http_logs(args)
     settings = _settings(args)
     model, tokenizer = load_model(args.model, args.device, args.revision)
     sys.stdout.write(args.prompt)
@@ -253,9 +251,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from lmfoundry.hub.cli import quiet_http_logs
 
-    quiet_http_logs(args)
     settings = _settings(args)
     model, tokenizer = load_model(args.model, args.device, args.revision)
     run_chat(ChatSession(model, tokenizer, settings), sys.stdin, sys.stdout)

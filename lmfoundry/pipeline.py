@@ -123,6 +123,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
     """Parse every section the pipeline will use, so a typo fails before hours of curation."""
     from lmfoundry.data.curation import CurateConfig
+    from lmfoundry.hub import HubConfig
     from lmfoundry.modeling import FoundryConfig
     from lmfoundry.training.config import TrainConfig
 
@@ -135,6 +136,7 @@ def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
     parse_section(TrainConfig, {"train": train_fields}, "train")
     FoundryConfig(**{"vocab_size": 512, **recipe.get("model", {})})
     parse_section(EvalSection, recipe, "eval")
+    parse_section(HubConfig, recipe, "hub")
 
 
 def stage_curate(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
@@ -156,6 +158,9 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
     from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
     section = parse_section(TokenizerSection, recipe, "tokenizer")
+    # Hold out exactly the documents the shards' val split will hold, so bpb is measured on text
+    # the tokenizer never saw either.
+    val_fraction = parse_section(TokenizeSection, recipe, "tokenize").val_fraction
     shutil.rmtree(layout.tokenizer, ignore_errors=True)  # an unmarked folder is an interrupted one
     tokenizer = train_tokenizer(
         [layout.curate],
@@ -164,6 +169,7 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
         extra_special_tokens=section.extra_special_tokens,
         min_frequency=section.min_frequency,
         max_bytes=section.max_bytes,
+        held_out_fraction=val_fraction,
     )
     report_path = layout.tokenizer / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -213,7 +219,7 @@ def stage_eval(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any
 
 
 def stage_export(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
-    from lmfoundry.hub import write_model_card
+    from lmfoundry.hub import push_from_recipe, write_model_card
 
     tmp = layout.model.with_name("model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -221,7 +227,8 @@ def stage_export(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, A
     shutil.rmtree(layout.model, ignore_errors=True)
     tmp.rename(layout.model)
     card = write_model_card(layout.model, run_dir=layout.root)
-    return {"model": str(layout.model), "card": str(card)}
+    url = push_from_recipe(layout.model, recipe)  # only when the recipe's hub section names a repo
+    return {"model": str(layout.model), "card": str(card), "pushed_to": url}
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[dict, RunConfig, RunLayout], dict[str, Any]]] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 
 def register(subparsers) -> None:
@@ -34,7 +33,6 @@ def _push(args: argparse.Namespace) -> int:
         print(f"would upload to {args.repo_id} from {model_dir}:")
         print("\n".join(f"  {name}  ({(model_dir / name).stat().st_size:,} bytes)" for name in files))
         return 0
-    quiet_http_logs(args)
     url = push_to_hub(
         args.path,
         args.repo_id,
@@ -46,9 +44,3 @@ def _push(args: argparse.Namespace) -> int:
     print(url)
     return 0
 
-
-def quiet_http_logs(args: argparse.Namespace) -> None:
-    """huggingface_hub's HTTP client logs every request at INFO; keep them for ``lmfoundry -v`` only."""
-    if not getattr(args, "verbose", False):
-        for name in ("httpx", "httpx2"):
-            logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,108 @@
+"""`lmfoundry run`: every stage end to end on a slice of the built-in corpus, then rerun and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from transformers import AutoModelForCausalLM, pipeline
+
+from lmfoundry.cli import main
+from lmfoundry.data.default_corpus import write_default_corpus
+from lmfoundry.pipeline import STAGES, RunLayout
+
+TINY_OVERRIDES = [
+    "--tokenizer.vocab_size", "384",
+    "--model.hidden_size", "64",
+    "--model.intermediate_size", "128",
+    "--model.num_hidden_layers", "2",
+    "--model.num_attention_heads", "4",
+    "--model.num_key_value_heads", "2",
+    "--model.max_position_embeddings", "64",
+    "--train.seq_len", "64",
+    "--train.micro_batch_size", "16",
+    "--train.global_batch_size", "16",
+    "--train.max_steps", "60",
+    "--train.lr", "1e-2",
+    "--train.warmup_steps", "5",
+    "--train.eval_every", "30",
+    "--train.checkpoint_every", "30",
+    "--train.sample_every", "0",
+    "--train.report_to", "none",
+    "--tokenize.val_fraction", "0.1",
+    "--data.workers", "2",
+    "--data.tasks", "2",
+    "--data.progress", "false",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus_slice(tmp_path_factory):
+    """A few Bible chapters and stdlib modules from the built-in corpus, as raw folders."""
+    root = tmp_path_factory.mktemp("corpus")
+    folders = write_default_corpus(root / "full")
+    books, code = root / "books", root / "code"
+    books.mkdir()
+    code.mkdir()
+    for path in sorted(folders["books"].glob("01-genesis-*.txt"))[:40]:
+        shutil.copy(path, books)
+    for name in ("bisect.py", "colorsys.py", "fnmatch.py", "keyword.py", "this.py"):
+        shutil.copy(folders["code"] / name, code)
+    return [str(books), str(code)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(corpus_slice, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    inputs = "[" + ", ".join(corpus_slice) + "]"
+    args = ["run", "tiny", "--output", str(run_dir), "--data.inputs", inputs, *TINY_OVERRIDES]
+    assert main(args) == 0
+    return run_dir, args
+
+
+def test_run_builds_every_stage_and_a_loadable_model(finished_run):
+    run_dir, _ = finished_run
+    layout = RunLayout(run_dir)
+    for stage in STAGES:
+        assert layout.marker(stage).exists(), stage
+    stats = json.loads((layout.curate / "stats.json").read_text())
+    assert stats, "curation wrote no stats"
+    assert (layout.shards / "manifest.json").exists()
+    assert (layout.train / "loss_curve.png").stat().st_size > 0
+    results = json.loads((layout.eval / "results.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    unigram = summary["stages"]["eval"]["result"]["unigram_baseline"]["bits_per_byte"]
+    model_bpb = results["results"]["bpb"]["bits_per_byte"]
+    assert 0 < model_bpb < unigram, (model_bpb, unigram)
+
+    model = AutoModelForCausalLM.from_pretrained(layout.model)
+    assert model.config.model_type == "foundry"
+    assert "lmfoundry" in (layout.model / "README.md").read_text()
+    generator = pipeline("text-generation", model=str(layout.model))
+    text = generator("And God said", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert text.startswith("And God said") and len(text) > len("And God said")
+
+
+def test_rerun_skips_complete_stages_and_redoes_an_unfinished_one(finished_run, capsys):
+    run_dir, args = finished_run
+    layout = RunLayout(run_dir)
+    weights = layout.model / "model.safetensors"
+    before = weights.stat().st_ino
+    layout.marker("eval").unlink()  # as if the run had been interrupted during evaluation
+    layout.marker("export").unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    skipped = {stage for stage, record in summary["stages"].items() if record["skipped"]}
+    assert skipped == {"curate", "tokenizer", "tokenize", "train"}
+    assert layout.marker("eval").exists() and layout.marker("export").exists()
+    assert weights.stat().st_ino != before  # export ran again: a fresh copy replaced the folder
+    assert "skipped: already complete" in capsys.readouterr().out
+
+
+def test_a_bad_recipe_fails_before_any_stage_runs(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["run", "tiny", "--output", str(run_dir), "--train.nosuchfield", "1"]) == 2
+    assert "nosuchfield" in capsys.readouterr().err
+    assert not (run_dir / ".stages").exists()
