@@ -184,6 +184,7 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     assert all((p / "COMPLETE").is_file() for p in ckpts.glob("step-*"))
     assert {p.name for p in ckpts.glob("step-*")} == {"step-16", "step-24"}
     assert (out / "loss_curve.png").stat().st_size > 10_000
+    assert "loss spike at step 19 (data step 18)" in (out / "train.log").read_text()
     assert (out / "model" / "model.safetensors").is_file()
 
 

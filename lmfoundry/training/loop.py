@@ -17,6 +17,7 @@ processes, so all ranks take it together.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -24,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +194,9 @@ class Trainer:
         self.flops_per_token = model.flops_per_token(cfg.seq_len)
         optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                     eps=cfg.eps)
+        if cfg.compile:  # in place (Module.compile): state-dict keys stay free of torch.compile's prefix
+            model.compile()
         self.model, self.optimizer = acc.prepare(model, optimizer)
-        if cfg.compile:
-            self.model = torch.compile(self.model)
         self.state = RunState(self.train_data, SpikeDetector(cfg.spike_window, cfg.spike_min_history,
                                                              cfg.spike_zscore, cfg.spike_ratio,
                                                              cfg.spike_grad_zscore))
@@ -455,7 +457,30 @@ def train(recipe: dict, output_dir: str | Path, resume: bool | None = None) -> d
     """
     # accelerate narrates every file it saves at INFO; the loop's own log says what matters
     logging.getLogger("accelerate").setLevel(max(logging.WARNING, logging.getLogger("accelerate").level))
-    return Trainer(recipe, output_dir, resume).fit()
+    trainer = Trainer(recipe, output_dir, resume)
+    with _log_file(trainer.output_dir / "train.log", trainer.accelerator.is_main_process):
+        return trainer.fit()
+
+
+@contextlib.contextmanager
+def _log_file(path: Path, enabled: bool) -> Iterator[None]:
+    """Copy lmfoundry's log records (INFO and up) into the run folder for the length of the run."""
+    if not enabled:
+        yield
+        return
+    package_logger = logging.getLogger("lmfoundry")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+        handler.close()
 
 
 __all__ = ["RunState", "Trainer", "TrainingDivergedError", "train"]
