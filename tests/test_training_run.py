@@ -157,9 +157,9 @@ def test_two_processes_match_one_process_with_grad_accumulation(reference, data,
 
 
 def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, data, tmp_path):
-    _, ref_summary = reference
+    ref_dir, ref_summary = reference
     out = tmp_path / "poisoned"
-    summary = train(recipe_for(data, poison_batches="17-21"), out)
+    summary = train(recipe_for(data, poison_batches="17-21", spike_lr_factor=0.5, spike_lr_steps=3), out)
     events = [json.loads(line) for line in (out / "spikes.jsonl").read_text().splitlines()]
     assert len(events) == 2 and summary["rollbacks"] == 2
     event, second = events
@@ -178,6 +178,10 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     assert sorted(kept) == list(range(1, STEPS + 1))
     assert all(r["data_step"] not in range(16, 23) for r in kept.values())
     assert kept[17]["data_step"] == 23  # the step after the checkpoint reads past the skipped batches
+    # the lr is halved for the 3 steps after the (last) rollback, then back on schedule
+    ref_lr = {r["step"]: r["lr"] for r in map(json.loads, (ref_dir / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "train"}
+    assert [kept[s]["lr"] / ref_lr[s] for s in (16, 17, 18, 19, 20)] == pytest.approx([1, 0.5, 0.5, 0.5, 1])
     assert abs(summary["val_loss"] - ref_summary["val_loss"]) < 0.05
     # no checkpoint lost: every step-N is complete and the rollback target survived
     ckpts = out / "checkpoints"
