@@ -299,3 +299,32 @@ def test_regex_word_tokenizer_splits_like_spacy():
         "Three?",
         "Four",
     ]
+
+
+def test_fast_gopher_repetition_decides_exactly_like_datatrove():
+    import random
+
+    from datatrove.data import Document
+    from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
+
+    from lmfoundry.data.curation.filters import GopherRepetition
+
+    rng = random.Random(0)
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(3000))]
+    docs = []
+    for _ in range(150):
+        start, n = rng.randrange(2900), rng.randint(1, 60)
+        lines = verses[start : start + n]
+        if rng.random() < 0.4:  # plant repetition of lines, phrases and words
+            lines += rng.choice(
+                [lines[:3] * rng.randint(1, 8), [" ".join(lines[0].split()[:6])] * 9, ["the"] * 40]
+            )
+        docs.append("\n".join(lines))
+    tok = RegexWordTokenizer()
+    stock, ours = GopherRepetitionFilter(language=tok), GopherRepetition(language=tok)
+    decisions = [
+        (stock.filter(Document(text=t, id="s")), ours.filter(Document(text=t, id="o"))) for t in docs
+    ]
+    assert all(a == b for a, b in decisions)
+    assert 10 < sum(a is not True for a, _ in decisions) < 140  # both kinds of decision were exercised

@@ -1,0 +1,166 @@
+"""Curation speed: lmfoundry's pipeline vs the same pipeline on datatrove's stock spaCy word splitting.
+
+Both runs are the full ``curate()`` pipeline (language ID, Gopher repetition and quality, C4,
+FineWeb, PII, exact + MinHash dedup) over the same generated corpus, in this process, one after the
+other; the only difference is the word tokenizer the Gopher/C4/FineWeb rules and MinHash use:
+our regex tokenizer (``word_tokenizer: regex``, the default) or datatrove's spaCy tokenizer
+(``word_tokenizer: spacy``, what datatrove does out of the box). Agreement is the share of input
+documents on which the two runs make the same keep/drop decision.
+
+The corpus (>= 20 MB; ``--quick``: ~1 MB) mixes real English prose (King James Bible passages of
+random length), junk that the rules should drop (navigation menus, lists of short lines, repeated
+lines, lorem ipsum, symbol spam, non-English text, code-like text in prose) and exact and near
+duplicates.
+
+    python benchmarks/curate_speed.py [--quick] [--workers 2]
+
+Needs ``pip install spacy`` for the reference run (spaCy's blank English needs no model download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from lmfoundry.data.curation import CurateConfig, curate
+from lmfoundry.data.default_corpus import bible_jsonl_path
+
+JUNK_KINDS = ("menu", "short_lines", "repeated", "lorem", "symbols", "foreign", "braces")
+FOREIGN = [
+    "Le petit village se trouvait au bord de la rivière et les enfants jouaient près de l'eau.",
+    "Die Kinder spielten jeden Abend am Fluss, während die Eltern auf den Feldern arbeiteten.",
+    "Los niños del pueblo bajaban al río cada tarde para ver cómo se escondía el sol.",
+    "I bambini del villaggio scendevano al fiume ogni sera per guardare il tramonto sulle colline.",
+]
+
+
+def load_verses() -> list[str]:
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        return [json.loads(line)["text"].strip() for line in f]
+
+
+def prose(rng: random.Random, verses: list[str]) -> str:
+    start = rng.randrange(len(verses) - 80)
+    n = rng.randint(8, 70)
+    per_line = rng.choice([1, 2, 4])
+    lines = [" ".join(verses[i : i + per_line]) for i in range(start, start + n, per_line)]
+    return "\n".join(lines)
+
+
+def junk(rng: random.Random, kind: str, verses: list[str]) -> str:
+    if kind == "menu":
+        items = ["Home", "About us", "Contact", "Login", "Cart", "Blog", "Careers", "Help", "Terms"]
+        return "\n".join(" | ".join(rng.sample(items, 5)) for _ in range(rng.randint(20, 60)))
+    if kind == "short_lines":
+        return "\n".join(f"- item {rng.randint(1, 999)}" for _ in range(rng.randint(30, 120)))
+    if kind == "repeated":
+        line = rng.choice(verses)
+        return "\n".join([line] * rng.randint(10, 40) + [rng.choice(verses) for _ in range(5)])
+    if kind == "lorem":
+        return "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * rng.randint(20, 80)
+    if kind == "symbols":
+        return "\n".join(
+            "#" * rng.randint(3, 30) + " " + rng.choice(verses)[:20] for _ in range(rng.randint(20, 60))
+        )
+    if kind == "foreign":
+        return "\n".join(rng.choice(FOREIGN) for _ in range(rng.randint(10, 40)))
+    return "\n".join(
+        "if (x) { y = " + str(rng.randint(0, 99)) + "; } " + rng.choice(verses) for _ in range(30)
+    )
+
+
+def near_copy(rng: random.Random, text: str) -> str:
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // 60)):
+        words[rng.randrange(len(words))] = rng.choice(["truly", "also", "indeed", "then"])
+    return " ".join(words)
+
+
+def write_corpus(folder: Path, target_bytes: int, seed: int = 0) -> int:
+    """Write jsonl.gz shards of about ``target_bytes`` of text; return the number of documents."""
+    rng = random.Random(seed)
+    verses = load_verses()
+    docs: list[str] = []
+    size = 0
+    while size < target_bytes:
+        roll = rng.random()
+        if roll < 0.62:
+            text = prose(rng, verses)
+        elif roll < 0.80:
+            text = junk(rng, rng.choice(JUNK_KINDS), verses)
+        elif roll < 0.90 and docs:
+            text = rng.choice(docs)  # exact duplicate
+        elif docs:
+            text = near_copy(rng, rng.choice(docs))
+        else:
+            continue
+        docs.append(text)
+        size += len(text.encode("utf-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = 8
+    for s in range(shards):
+        with gzip.open(folder / f"part-{s:02d}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for i in range(s, len(docs), shards):
+                f.write(json.dumps({"id": f"doc-{i}", "text": docs[i]}) + "\n")
+    return len(docs)
+
+
+def kept_ids(out: Path) -> set[str]:
+    ids: set[str] = set()
+    for path in out.glob("*.jsonl.gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            ids.update(json.loads(line)["id"] for line in f)
+    return ids
+
+
+def run(corpus: Path, out: Path, word_tokenizer: str, workers: int, tasks: int) -> tuple[float, dict]:
+    config = CurateConfig(
+        inputs=[str(corpus)], word_tokenizer=word_tokenizer, workers=workers, tasks=tasks, progress=False
+    )
+    start = time.perf_counter()
+    stats = curate(config, out)
+    return time.perf_counter() - start, stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="~1 MB corpus instead of ~24 MB")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mb", type=float, default=None, help="corpus size in MB")
+    args = parser.parse_args()
+    megabytes = args.mb or (1 if args.quick else 24)
+    workers = 1 if args.quick else args.workers
+    tasks = 2 if args.quick else 4 * args.workers
+
+    root = Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    try:
+        n_docs = write_corpus(root / "corpus", int(megabytes * 1e6))
+        print(f"corpus: {n_docs} documents, {megabytes:.0f} MB, workers={workers}, tasks={tasks}")
+        ours_s, ours = run(root / "corpus", root / "ours", "regex", workers, tasks)
+        ref_s, ref = run(root / "corpus", root / "ref", "spacy", workers, tasks)
+        ours_kept, ref_kept = kept_ids(root / "ours"), kept_ids(root / "ref")
+        agree = 1 - len(ours_kept ^ ref_kept) / n_docs
+        ours_dps, ref_dps = n_docs / ours_s, n_docs / ref_s
+        print(f"{'pipeline':<34} {'seconds':>8} {'docs/s':>8} {'kept':>7}")
+        print(f"{'lmfoundry (regex words)':<34} {ours_s:>8.1f} {ours_dps:>8.1f} {len(ours_kept):>7}")
+        print(f"{'datatrove stock (spaCy words)':<34} {ref_s:>8.1f} {ref_dps:>8.1f} {len(ref_kept):>7}")
+        print(f"keep/drop agreement: {100 * agree:.2f}% of {n_docs} documents")
+        for name, stats in (("ours", ours), ("ref", ref)):
+            top = sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["documents"])[:6]
+            print(f"{name} drops: " + ", ".join(f"{k}={v['documents']}" for k, v in top))
+        print(
+            f"RESULT curate_docs_per_s ours={ours_dps:.1f} ref={ref_dps:.1f} ratio={ours_dps / ref_dps:.2f} target=5.0"
+        )
+        print(f"RESULT filter_agreement ours={100 * agree:.2f} ref=100 ratio={agree:.4f} target=0.98")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
