@@ -70,6 +70,11 @@ class CurateConfig:
 
     def filter_params(self) -> dict[str, dict[str, Any]]:
         """Enabled filters in pipeline order, each with its full parameter mapping."""
+        if not isinstance(self.filters or {}, dict):
+            raise ValueError(
+                f"recipe field data.filters: expected a mapping of filter name to settings, got {self.filters!r}"
+            )
+        self.filters = self.filters or {}
         unknown = sorted(set(self.filters) - set(FILTER_DEFAULTS))
         if unknown:
             raise ValueError(
@@ -94,6 +99,9 @@ class CurateConfig:
         return enabled
 
     def dedup_params(self) -> dict[str, Any]:
+        if not isinstance(self.dedup or {}, dict):
+            raise ValueError(f"recipe field data.dedup: expected a mapping of settings, got {self.dedup!r}")
+        self.dedup = self.dedup or {}
         unknown = sorted(set(self.dedup) - set(DEDUP_DEFAULTS))
         if unknown:
             raise ValueError(
@@ -119,6 +127,7 @@ class CurateConfig:
             raise ValueError("recipe field data.inputs: no inputs given (paths, KIND:PATH or hf:DATASET)")
         if isinstance(self.inputs, str):
             self.inputs = [self.inputs]
+        self.executor_options = self.executor_options or {}
         for name, params in self.filter_params().items():
             allowed = _init_params(FILTER_CLASSES[name])
             bad = sorted(set(params) - allowed)
