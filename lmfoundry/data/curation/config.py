@@ -8,6 +8,7 @@ Every filter is named in :data:`FILTER_DEFAULTS` with its defaults; a recipe tur
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,10 @@ class CurateConfig:
                 raise ValueError(
                     f"recipe field data.{name}: expected one of {', '.join(choices)}, got {value!r}"
                 )
+        if self.word_tokenizer == "spacy" and importlib.util.find_spec("spacy") is None:
+            raise ValueError(
+                "recipe field data.word_tokenizer: 'spacy' needs the spacy package (pip install spacy)"
+            )
         for name in ("workers", "tasks", "max_doc_bytes", "code_max_file_bytes"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(
