@@ -105,6 +105,10 @@ def test_spike_detector_flags_zscore_nonfinite_and_early_ratio():
     restored = SpikeDetector(window=32, min_history=8)
     restored.load_state_dict(det.state_dict())
     assert restored.check(3.5, 1.0) == verdict
+    # during lr warmup the statistics describe a ramp: only NaN/Inf count
+    assert not det.check(3.5, 1.8, warming_up=True).is_spike
+    assert not det.check(10.0, 1.0, warming_up=True).is_spike
+    assert det.check(float("inf"), 1.0, warming_up=True).reason == "non-finite loss"
 
 
 def _manager(tmp_path, keep_last=2) -> tuple[CheckpointManager, Accelerator, torch.nn.Linear]:

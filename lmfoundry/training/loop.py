@@ -311,7 +311,9 @@ class Trainer:
         step_loss, grad_norm = acc.reduce(local, "mean").tolist()
         if norm is None:
             grad_norm = None
-        verdict = state.detector.check(step_loss, grad_norm) if cfg.spike_detection else Verdict(False)
+        verdict = Verdict(False)
+        if cfg.spike_detection:
+            verdict = state.detector.check(step_loss, grad_norm, warming_up=state.step < cfg.warmup_steps)
         if verdict.is_spike:
             self.optimizer.zero_grad(set_to_none=True)
             self._roll_back(step, data_step, step_loss, grad_norm, verdict)

@@ -9,6 +9,10 @@ A step is a spike when its loss or gradient norm
 - early in training, before a z-score means anything: its loss exceeds ``ratio`` times the median
   loss of the steps seen so far.
 
+During learning-rate warmup only non-finite values count: while the lr ramps up the gradient norm
+climbs and jumps by design (seen here: 5x the running mean at step 27 of a 30-step warmup with a
+loss still falling), so z-scores against that ramp are false alarms that roll back healthy runs.
+
 The gradient norm has its own threshold because it is far noisier than the loss at small batch
 sizes (a 256-token batch moves it by 2x from step to step); ``grad_zscore=0`` turns that check off.
 
@@ -44,11 +48,16 @@ class SpikeDetector:
         self.losses: deque[float] = deque(maxlen=window)
         self.grad_norms: deque[float] = deque(maxlen=window)
 
-    def check(self, loss: float, grad_norm: float | None) -> Verdict:
-        """Judge a step without recording it (``grad_norm`` None: not known, e.g. under DeepSpeed)."""
+    def check(self, loss: float, grad_norm: float | None, warming_up: bool = False) -> Verdict:
+        """Judge a step without recording it (``grad_norm`` None: not known, e.g. under DeepSpeed).
+
+        ``warming_up``: the lr is still ramping; only NaN/Inf count as spikes.
+        """
         for name, value in (("loss", loss), ("grad_norm", grad_norm)):
             if value is not None and not math.isfinite(value):
                 return Verdict(True, f"non-finite {name}")
+        if warming_up:
+            return Verdict(False)
         loss_z = self._zscore(loss, self.losses, 0.01)
         if loss_z is not None and loss_z > self.threshold:
             return Verdict(True, "loss z-score", loss_z)
