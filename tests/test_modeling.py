@@ -204,6 +204,18 @@ def test_loss_is_shifted_cross_entropy_ignoring_masked_labels():
     assert torch.allclose(summed, expected * n_valid / 40, atol=1e-6)
 
 
+def test_shift_labels_train_every_prediction_of_a_window():
+    """A window of S+1 tokens: inputs w[:, :-1] with shift_labels w[:, 1:] give the same loss as the
+    full window with labels (causal attention: the extra last position changes no earlier logit)."""
+    model = tiny_model()
+    window = torch.randint(2, VOCAB, (2, 11))
+    aligned = model(window[:, :-1], shift_labels=window[:, 1:])
+    full = model(window, labels=window)
+    assert torch.allclose(aligned.loss, full.loss, atol=1e-6)
+    expected = F.cross_entropy(aligned.logits.reshape(-1, VOCAB), window[:, 1:].reshape(-1))
+    assert torch.allclose(aligned.loss, expected, atol=1e-6)
+
+
 def test_z_loss_adds_coef_times_mean_squared_logsumexp():
     coef = 1e-2
     plain, with_z = tiny_model(seed=3), tiny_model(seed=3, z_loss_coef=coef)

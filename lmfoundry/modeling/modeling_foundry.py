@@ -475,6 +475,7 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         past_key_values: Cache | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_dict: bool | None = None,
+        shift_labels: torch.LongTensor | None = None,
         **kwargs: Any,
     ) -> FoundryCausalLMOutputWithPast:
         """Logits for every (or the last ``logits_to_keep``) position; with ``labels``, the loss.
@@ -482,6 +483,9 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         loss = mean next-token cross-entropy over labels != -100 (labels are shifted here, as in
         Llama) + ``z_loss_coef`` * mean(logsumexp(logits)^2) over the same positions. With
         ``num_items_in_batch`` (gradient accumulation) both are summed and divided by it instead.
+        ``shift_labels`` (transformers' name) gives targets already aligned with the positions, so a
+        pretraining window of S+1 tokens trains all S predictions: inputs ``w[:, :-1]``, targets
+        ``w[:, 1:]``.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -501,8 +505,8 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
 
         loss = z_loss = None
-        if labels is not None:
-            loss, z_loss = self.lm_loss(logits, labels, num_items_in_batch)
+        if labels is not None or shift_labels is not None:
+            loss, z_loss = self.lm_loss(logits, labels, num_items_in_batch, shift_labels)
         output = _with_cache(
             FoundryCausalLMOutputWithPast,
             getattr(outputs, _CACHE_FIELD),
@@ -515,11 +519,18 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         return output if self._return_dict(return_dict) else output.to_tuple()
 
     def lm_loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor | None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        shift_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(cross-entropy + z-loss, z-loss term or None) for logits at positions t predicting labels[t+1]."""
+        """(cross-entropy + z-loss, z-loss term or None) for logits at positions t predicting labels[t+1]
+        (or ``shift_labels[t]`` when given)."""
         logits = logits.float().reshape(-1, logits.shape[-1])
-        targets = F.pad(labels, (0, 1), value=-100)[..., 1:].reshape(-1).to(logits.device)
+        if shift_labels is None:
+            shift_labels = F.pad(labels, (0, 1), value=-100)[..., 1:]
+        targets = shift_labels.reshape(-1).to(logits.device)
         reduction = "mean" if num_items_in_batch is None else "sum"
         coef = self.config.z_loss_coef
         if not coef:

@@ -18,13 +18,12 @@ from lmfoundry.data.dataset import PretrainDataset
 
 
 def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss of a ``[B, S+1]`` window batch, as the model computes it.
+    """Mean next-token loss of a ``[B, S+1]`` window batch: all ``S`` predictions of each window.
 
-    The model shifts labels itself (Llama convention), so inputs and labels are the first ``S``
-    tokens of each window: position ``t`` predicts token ``t+1`` for ``t < S-1``.
+    Inputs are the first ``S`` tokens, targets the last ``S`` (``shift_labels``: already aligned,
+    so the model does not shift them again).
     """
-    inputs = batch[:, :-1]
-    return model(input_ids=inputs, labels=inputs).loss
+    return model(input_ids=batch[:, :-1], shift_labels=batch[:, 1:]).loss
 
 
 @torch.no_grad()
