@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 # verb group -> modules that add sub-commands to it (None: top-level verbs)
 REGISTRY: dict[str | None, list[str]] = {
@@ -58,12 +59,26 @@ def main(argv: list[str] | None = None) -> int:
         # huggingface_hub's HTTP client logs every request at INFO: keep that for -v.
         for name in ("httpx", "httpx2"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    return run_verb(args.func, args)
+
+
+def run_verb(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a verb; user mistakes and a diverged training run end in one clear line, not a traceback.
+
+    Exit codes: 0 done, 2 bad configuration or input, 3 training stopped after too many rollbacks.
+    """
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
-        # Configuration and input mistakes: one clear line, no traceback.
         print(f"lmfoundry: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from lmfoundry.training.loop import TrainingDivergedError
+
+        if not isinstance(err, TrainingDivergedError):
+            raise
+        print(f"lmfoundry: training stopped: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from lmfoundry.cli import run_verb
 from lmfoundry.training.cli import add_arguments, run
 
 
@@ -22,11 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
-        print(f"lmfoundry: error: {err}", file=sys.stderr)
-        return 2
+    return run_verb(run, args)
 
 
 if __name__ == "__main__":

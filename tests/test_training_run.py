@@ -200,6 +200,15 @@ def test_too_many_rollbacks_stop_with_a_clear_error_and_checkpoints_intact(data,
     assert (out / "checkpoints" / "step-8" / "COMPLETE").is_file()
 
 
+
+def test_cli_exits_3_with_one_clear_line_when_training_diverges(data, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data, poison_batches="12-12", spike_max_rollbacks=0))
+    assert cli_main(["train", str(recipe), "--output", str(tmp_path / "diverged")]) == 3
+    err = capsys.readouterr().err
+    assert "lmfoundry: training stopped: loss spike at step 14" in err
+    assert "Traceback" not in err
+
+
 def test_cli_trains_with_overrides_and_reports_bad_input(data, tmp_path, capsys):
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
     out = tmp_path / "cli-run"

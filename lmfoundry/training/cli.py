@@ -8,7 +8,6 @@ overrides the recipe.
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lmfoundry.recipe import load_recipe
-    from lmfoundry.training.loop import TrainingDivergedError, train
+    from lmfoundry.training.loop import train
 
     options = argparse.ArgumentParser(add_help=False)
     _add_options(options, args)
@@ -61,11 +60,7 @@ def run(args: argparse.Namespace) -> int:
     output = args_after.output or (Path(run_root) / "train" if run_root else None)
     if output is None:
         raise ValueError("no run folder: pass --output RUN_DIR or set run.output in the recipe")
-    try:
-        summary = train(recipe, output, resume=True if args_after.resume else None)
-    except TrainingDivergedError as err:
-        print(f"lmfoundry: training stopped: {err}", file=sys.stderr)
-        return 3
+    summary = train(recipe, output, resume=True if args_after.resume else None)
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")
     print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to {summary['model_dir']}")
