@@ -1,4 +1,8 @@
-"""Shared test setup: offline, isolated Hugging Face caches, small thread counts."""
+"""Shared test setup: offline, isolated Hugging Face caches, one torch thread.
+
+One thread: the test models are tiny, and tests run beside worker subprocesses on 2 cores, where two
+threads per process made tiny matmuls ~10x slower (oversubscription), not faster.
+"""
 
 from __future__ import annotations
 
@@ -16,4 +20,4 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
