@@ -314,3 +314,31 @@ def test_hub_dataset_from_local_folder_streams_across_tasks(tmp_path):
     assert stats["by_source"][f"hf:{tmp_path / 'my_dataset'}"]["documents_read"] == 40
     with pytest.raises(FileNotFoundError, match="Hub dataset"):
         curate(CurateConfig(inputs=[f"hf:{tmp_path / 'nope'}"]), tmp_path / "out2")
+
+
+def test_word_lists_come_from_local_copies(monkeypatch):
+    import socket
+
+    from datatrove.data import Document
+
+    from lmfoundry.data.curation.filters import C4BadWords, UrlBlocklist
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("curation tried to reach the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    badwords = C4BadWords()
+    # why the rule is off by default: the King James Bible trips it
+    verse = Document(text="And Balaam rose up in the morning, and saddled his ass.", id="v", metadata={})
+    assert badwords.filter(verse) == (False, "document_removed_with_badwords")
+    assert badwords.filter(Document(text="A clean sentence about gardens.", id="c", metadata={})) is True
+    url_filter = UrlBlocklist(use_integrated_lists=False, extra_domains=["example.co.uk"])
+    assert (
+        url_filter.tldextractor("https://a.b.example.co.uk/x").top_domain_under_public_suffix
+        == "example.co.uk"
+    )
+    assert url_filter.filter(Document(text="x", id="u", metadata={"url": "https://www.example.co.uk/p"})) == (
+        False,
+        "domain",
+    )
