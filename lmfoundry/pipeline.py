@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.recipe import dump_recipe, parse_section
 
 logger = logging.getLogger(__name__)
@@ -111,13 +112,6 @@ class RunLayout:
 
     def marker(self, stage: str) -> Path:
         return self.root / ".stages" / f"{stage}.json"
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
@@ -264,10 +258,10 @@ def run_pipeline(recipe: dict[str, dict[str, Any]], output: str | Path | None = 
             start = time.perf_counter()
             result = STAGE_FUNCTIONS[stage](recipe, run, layout)
             record = {"seconds": round(time.perf_counter() - start, 1), "result": result, "skipped": False}
-            _write_json(marker, {k: v for k, v in record.items() if k != "skipped"})
+            write_json_atomic(marker, {k: v for k, v in record.items() if k != "skipped"})
             logger.info("stage %s: done in %.1fs", stage, record["seconds"])
         summary["stages"][stage] = record
-    _write_json(layout.root / "summary.json", summary)
+    write_json_atomic(layout.root / "summary.json", summary)
     return summary
 
 

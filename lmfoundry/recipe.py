@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from lmfoundry.atomic import write_text_atomic
+
 T = TypeVar("T")
 SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
 
@@ -123,7 +125,4 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 def dump_recipe(recipe: dict[str, dict[str, Any]], path: str | Path) -> None:
     """Write the resolved recipe next to a run's outputs (atomically: temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(recipe, sort_keys=False))

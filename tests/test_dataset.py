@@ -11,8 +11,9 @@ import psutil
 import pytest
 from test_tokenizer_fixtures import make_corpus, make_tokenizer
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.dataset import PretrainDataset, WindowPermutation
-from lmfoundry.data.shards import make_manifest, write_json_atomic
+from lmfoundry.data.shards import make_manifest
 from lmfoundry.data.tokenize import tokenize_corpus
 from lmfoundry.tokenization import tokenizer_fingerprint
 

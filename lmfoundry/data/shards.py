@@ -190,17 +190,6 @@ def make_manifest(
     }
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_manifest(shards_dir: str | Path) -> dict[str, Any]:
     """Parse ``manifest.json``; a missing or malformed manifest is an error naming the file."""
     path = Path(shards_dir) / MANIFEST

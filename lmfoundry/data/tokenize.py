@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.shards import (
     MANIFEST,
     SPLITS,
@@ -39,7 +40,6 @@ from lmfoundry.data.shards import (
     dtype_for_vocab,
     make_manifest,
     read_manifest,
-    write_json_atomic,
 )
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint

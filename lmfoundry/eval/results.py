@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one step: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from lmfoundry.atomic import write_json_atomic, write_text_atomic
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -34,6 +18,6 @@ def markdown_table(results: dict[str, Any]) -> str:
 def save_results(results: dict[str, Any], output: str | Path) -> Path:
     """Write ``output`` (results.json) and ``results.md`` beside it; returns the JSON path."""
     output = Path(output)
-    write_atomic(output, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    write_atomic(output.with_suffix(".md"), markdown_table(results))
+    write_json_atomic(output, results)
+    write_text_atomic(output.with_suffix(".md"), markdown_table(results))
     return output

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from lmfoundry.atomic import copy_file_atomic, write_text_atomic
 from lmfoundry.hub.artifacts import RunArtifacts, find_run_dir
-from lmfoundry.hub.files import atomic_copy, atomic_write_text
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.version import __version__
 
@@ -54,12 +54,12 @@ def write_model_card(
     run_dir = Path(run_dir) if run_dir is not None else find_run_dir(model_dir)
     artifacts = RunArtifacts.read(run_dir)
     if artifacts.loss_curve is not None:
-        atomic_copy(artifacts.loss_curve, model_dir / "loss_curve.png")
+        copy_file_atomic(artifacts.loss_curve, model_dir / "loss_curve.png")
     # Untitled exports live in RUN/model or RUN/train/model: the run's name is the model's name.
     name = repo_id.split("/")[-1] if repo_id else (run_dir or model_dir).resolve().name
     card = render_model_card(model_dir, artifacts, name=name, repo_id=repo_id, license=license)
     path = model_dir / "README.md"
-    atomic_write_text(path, str(card))
+    write_text_atomic(path, str(card))
     logger.info("wrote model card %s (run artifacts from %s)", path, run_dir or "nowhere: model folder only")
     return path
 

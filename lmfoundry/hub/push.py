@@ -20,9 +20,9 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from lmfoundry.atomic import write_text_atomic
 from lmfoundry.hub.artifacts import locate_model_dir
 from lmfoundry.hub.card import is_generated_card, write_model_card
-from lmfoundry.hub.files import atomic_write_text
 from lmfoundry.recipe import parse_section
 
 logger = logging.getLogger(__name__)
@@ -185,5 +185,5 @@ def write_generation_config(model_dir: Path) -> None:
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     ids = {key: config.get(key) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    atomic_write_text(model_dir / "generation_config.json", GenerationConfig(**ids).to_json_string())
+    write_text_atomic(model_dir / "generation_config.json", GenerationConfig(**ids).to_json_string())
     logger.info("wrote %s", model_dir / "generation_config.json")

@@ -7,12 +7,12 @@ tokenizers trained with different vocabulary sizes or corpora.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
+
+from lmfoundry.atomic import write_json_atomic
 
 
 def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict:
@@ -38,7 +38,4 @@ def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -
 
 def write_report(report: dict, path: str | Path) -> None:
     """Write ``report`` as indented JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, report)

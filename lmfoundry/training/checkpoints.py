@@ -26,6 +26,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.training import faults
 
 logger = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ class Checkpoint:
 
     def metadata(self) -> dict:
         return json.loads((self.path / COMPLETE).read_text(encoding="utf-8"))
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class CheckpointManager:
@@ -109,7 +101,7 @@ class CheckpointManager:
         self.accelerator.wait_for_everyone()
         faults.maybe_kill("checkpoint", step)
         if self.accelerator.is_main_process:
-            _write_json_atomic(tmp / COMPLETE, {"step": step, **metadata})
+            write_json_atomic(tmp / COMPLETE, {"step": step, **metadata})
             if final.exists():  # a re-save of the same step (e.g. the final step after a resume)
                 shutil.rmtree(final)
             os.replace(tmp, final)

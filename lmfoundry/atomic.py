@@ -1,0 +1,52 @@
+"""Atomic file writes, used by every stage: a reader (or a crash) sees the old file or the new one.
+
+Each write goes to a temporary file in the destination's folder (same filesystem, so the rename is
+atomic), is flushed to disk, and replaces the destination with ``os.replace``. A write that fails
+removes its temporary file. Files get mode 0644 (``mkstemp``'s 0600 would make a model card or a
+manifest private to whoever wrote it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
+    """Replace ``path`` with ``data`` as indented JSON (non-JSON values written with ``str``)."""
+    write_text_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False, default=str) + "\n")
+
+
+def copy_file_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Replace ``dst`` with a copy of ``src`` in one step."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
