@@ -137,3 +137,33 @@ def test_dedup_precision_and_recall_on_planted_duplicates(tmp_path):
     assert dedup["dropped"]["dedup:exact"]["documents"] == 2 * N_GROUPS
     assert dedup["dropped"]["dedup:minhash"]["documents"] == len(removed) - 2 * N_GROUPS
     assert stats["output"]["documents"] == len(kept)
+
+
+def test_fast_minhash_shingles_match_datatrove_recipe():
+    """Our shingling (one join, byte slices, fast normalization) gives datatrove's exact hashes."""
+    import xxhash
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
+
+    from lmfoundry.data.curation.dedup import MinhashSignature, fast_simplify_text
+    from lmfoundry.data.curation.words import _WORD_RE, RegexWordTokenizer
+
+    rng = random.Random(7)
+    vocab = [*pseudo_words(rng, 200), "cannot", "Cannot", "don't", "e.g.", "3.5", "1,000", "x²", "Über"]
+    texts = ["", "too few words", "exactly five words here now"]
+    texts += [" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 300))) for _ in range(40)]
+    texts += [
+        "Ça a été très élégant, naïve café à 12,5 € (東京 タワー)!\n\tIt's 10:30 on www.example.com.",
+        "I cannot, Cannot, CANNOT do\u2003it\x0b now\u00a0-- क्षि १२३ ...",
+    ]
+    tok = RegexWordTokenizer()
+    step = MinhashSignature("/unused", config=MinhashConfig(), language=tok)
+    for text in texts:
+        words = _WORD_RE.findall(simplify_text(text, step.config.norm_config))  # the stock recipe
+        stock = [
+            xxhash.xxh64_intdigest(" ".join(g).encode("utf-8", "surrogatepass")) for g in ngrams(words, 5)
+        ]
+        assert step.get_shingles(text).ravel().tolist() == stock
+        assert tok.word_tokenize(text) == _WORD_RE.findall(text)
+        other = TextNormConfig(lowercase=False, remove_punctuation=False, norm_weekdays=True)
+        assert fast_simplify_text(text, other) == simplify_text(text, other)

@@ -15,6 +15,7 @@ cache then shares one tokenization of a document across all filters of a pipelin
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from datatrove.utils.word_tokenizers import WordTokenizer
 
@@ -33,8 +34,25 @@ _WORD_RE = re.compile(
     """,
     re.VERBOSE,
 )
+_SPLIT_PLAIN_WORDS = frozenset({"cannot", "Cannot"})
 # A sentence ends at ., ! or ? (possibly repeated or followed by closing quotes/brackets) + space.
 _SENT_END_RE = re.compile(r"""[.!?]+['"”’)\]]*(?=\s|$)""")
+
+
+@lru_cache(maxsize=4)
+def _split_words(text: str) -> list[str]:
+    """Words of ``text``, remembered for the next few calls (callers must not modify the list).
+
+    Several rules split the same document: datatrove's own ``split_into_words`` cache is shared
+    with sentence splitting, and C4's per-line sentence calls evict the document from it before
+    the FineWeb rule asks again.
+    """
+    # Text of plain alphanumeric words (MinHash's normalized text) needs no regex: on such a word
+    # only "cannot" would be split by the pattern; every other word stays whole.
+    words = text.split()
+    if all(map(str.isalnum, words)) and _SPLIT_PLAIN_WORDS.isdisjoint(words):
+        return words
+    return _WORD_RE.findall(text)
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -44,7 +62,7 @@ class RegexWordTokenizer(WordTokenizer):
         super().__init__(language)
 
     def word_tokenize(self, text: str) -> list[str]:
-        return _WORD_RE.findall(text)
+        return _split_words(text)
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [text[a:b].strip() for a, b in self.span_tokenize(text) if text[a:b].strip()]
