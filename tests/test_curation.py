@@ -328,3 +328,40 @@ def test_fast_gopher_repetition_decides_exactly_like_datatrove():
     ]
     assert all(a == b for a, b in decisions)
     assert 10 < sum(a is not True for a, _ in decisions) < 140  # both kinds of decision were exercised
+
+
+def test_fast_gopher_quality_decides_exactly_like_datatrove():
+    import random
+
+    from datatrove.data import Document
+    from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
+
+    from lmfoundry.data.curation.filters import GopherQuality
+
+    rng = random.Random(1)
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(3000))]
+    junk = [
+        lambda: "- item\n" * rng.randint(5, 60),
+        lambda: "### " * rng.randint(5, 40) + "the and of",
+        lambda: "Wait...\n" * rng.randint(3, 30) + " ".join(verses[:3]),
+        lambda: " ".join(rng.choice(["123", "4,5", "!!", "$", "x"]) for _ in range(rng.randint(40, 200))),
+        lambda: " ".join(rng.choice(["extraordinarily", "incomprehensibilities", "a"]) for _ in range(80)),
+        lambda: " ".join(rng.choice(["cat", "dog", "sat", "mat"]) for _ in range(rng.randint(10, 90))),
+        lambda: "• point …\n" * rng.randint(2, 20),
+    ]
+    docs = []
+    for _ in range(160):
+        start, n = rng.randrange(2900), rng.randint(1, 40)
+        docs.append("\n".join(verses[start : start + n]))
+        if rng.random() < 0.5:
+            docs[-1] = rng.choice(junk)() + ("\n" + docs[-1] if rng.random() < 0.3 else "")
+    tok = RegexWordTokenizer()
+    for kwargs in ({}, {"min_doc_words": 10, "max_doc_words": 300, "min_stop_words": 4}):
+        stock, ours = GopherQualityFilter(language=tok, **kwargs), GopherQuality(language=tok, **kwargs)
+        decisions = [
+            (stock.filter(Document(text=t, id="s")), ours.filter(Document(text=t, id="o"))) for t in docs
+        ]
+        assert all(a == b for a, b in decisions)
+        reasons = {a[1] for a, _ in decisions if a is not True}
+        assert len(reasons) >= 4 and sum(a is True for a, _ in decisions) > 10, reasons

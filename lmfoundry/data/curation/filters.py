@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from bisect import bisect_left
 from collections import Counter
@@ -34,7 +35,7 @@ from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter, find_duplicates
 from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
-from datatrove.utils.text import split_into_words
+from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,65 @@ def _repeated_chars(joined: str, offsets: list[int], n_words: int, n: int) -> in
 
 
 class GopherQuality(CurationFilter, GopherQualityFilter):
+    """datatrove's Gopher quality rule with the same decisions, judging each distinct word once.
+
+    The stock filter runs per-character Python loops over every word of the document (symbol-only
+    words, words with a letter). A document repeats its words many times, so here those checks run
+    once per distinct word and are weighted by its count. Order of checks, thresholds and reasons
+    are the stock ones; a test checks the decisions against ``GopherQualityFilter`` itself.
+    """
+
     rule = "gopher_quality"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        text = doc.text
+        words = split_into_words(text, self.language)
+        n_words = len(words)
+        counts = Counter(words)
+        non_symbol = [(word, n) for word, n in counts.items() if not PUNCTUATION_SET.issuperset(word)]
+        n_non_symbol = sum(n for _, n in non_symbol)
+        if self.min_doc_words and n_non_symbol < self.min_doc_words:
+            return False, "gopher_short_doc"
+        if self.max_doc_words and n_non_symbol > self.max_doc_words:
+            return False, "gopher_long_doc"
+
+        # The stock mean (np.mean of integer lengths) is this exact sum over the count, rounded once.
+        avg_word_length = sum(len(w) * n for w, n in non_symbol) / n_non_symbol if n_non_symbol else math.nan
+        if self.min_avg_word_length and avg_word_length < self.min_avg_word_length:
+            return False, "gopher_below_avg_threshold"
+        if self.max_avg_word_length and avg_word_length > self.max_avg_word_length:
+            return False, "gopher_above_avg_threshold"
+
+        if self.max_symbol_word_ratio and text.count("#") / n_words > self.max_symbol_word_ratio:
+            return False, "gopher_too_many_hashes"
+        if (
+            self.max_symbol_word_ratio
+            and (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio
+        ):
+            return False, "gopher_too_many_ellipsis"
+
+        lines = text.splitlines()
+        if (
+            self.max_bullet_lines_ratio
+            and sum(s.lstrip().startswith(("•", "-")) for s in lines) / len(lines)
+            > self.max_bullet_lines_ratio
+        ):
+            return False, "gopher_too_many_bullets"
+        if (
+            self.max_ellipsis_lines_ratio
+            and sum(s.rstrip().endswith(("...", "…")) for s in lines) / len(lines)
+            > self.max_ellipsis_lines_ratio
+        ):
+            return False, "gopher_too_many_end_ellipsis"
+
+        if self.max_non_alpha_words_ratio:
+            alpha = sum(n for w, n in counts.items() if any(map(str.isalpha, w)))
+            if alpha / n_words < self.max_non_alpha_words_ratio:
+                return False, "gopher_below_alpha_threshold"
+
+        if self.min_stop_words and len(self.stop_words.intersection(counts)) < self.min_stop_words:
+            return False, "gopher_enough_stop_words"
+        return True
 
 
 class C4Quality(CurationFilter, C4QualityFilter):
