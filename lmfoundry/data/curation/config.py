@@ -59,6 +59,9 @@ class CurateConfig:
     dedup: dict[str, Any] = field(default_factory=dict)
     pii: bool = True
     word_tokenizer: str = "regex"
+    # datatrove's own code for the steps lmfoundry re-implements for speed (Gopher rules, MinHash
+    # shingling): same decisions, slower; the reference that benchmarks/curate_speed.py measures.
+    stock_steps: bool = False
     max_doc_bytes: int = 10_000_000
     code_max_file_bytes: int = 1_000_000
     workers: int = 2
@@ -151,6 +154,11 @@ class CurateConfig:
             raise ValueError(
                 "recipe field data.word_tokenizer: 'spacy' needs the spacy package (pip install spacy)"
             )
+        for name in ("pii", "stock_steps", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"recipe field data.{name}: expected true or false, got {getattr(self, name)!r}"
+                )
         for name in ("workers", "tasks", "max_doc_bytes", "code_max_file_bytes"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(

@@ -41,6 +41,8 @@ from datatrove.utils.text import (
     PUNCTUATION_TRANS,
     WEEKDAYS_PATTERN,
     TextNormConfig,
+    ngrams,
+    simplify_text,
 )
 
 from lmfoundry.data.curation.filters import count, utf8_len
@@ -95,7 +97,7 @@ class MinhashSignature(MinhashDedupSignature):
     which xxhash 4 rejects; xxhash 3 hashed its UTF-8 encoding, so these are datatrove's signatures).
     Instead of joining every n-gram anew, the words are joined once and each n-gram is a slice of
     that one byte string; and :func:`fast_simplify_text` normalizes the text. A test checks the
-    shingles against the stock recipe.
+    shingles against :class:`StockMinhashSignature`.
     """
 
     def get_shingles(self, text: str) -> np.ndarray:
@@ -114,6 +116,27 @@ class MinhashSignature(MinhashDedupSignature):
         )
         grams = map(joined.__getitem__, map(slice, starts[:n_grams], ends))
         return np.fromiter(map(hash_bytes, grams), dtype=np.uint64, count=n_grams).reshape((-1, 1))
+
+
+class StockMinhashSignature(MinhashDedupSignature):
+    """datatrove's own MinHash shingling (``stock_steps: true``), the reference for ours.
+
+    Only the hashing input differs from datatrove's code: each n-gram's UTF-8 bytes, because
+    datatrove passes ``str``, which xxhash 4 rejects (xxhash 3 hashed its UTF-8 encoding).
+    """
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
+        hash_bytes = (
+            xxhash.xxh32_intdigest if self.config.hash_config.precision == 32 else xxhash.xxh64_intdigest
+        )
+        return np.fromiter(
+            (
+                hash_bytes(" ".join(gram).encode("utf-8", "surrogatepass"))
+                for gram in ngrams(words, self.config.n_grams)
+            ),
+            dtype=np.uint64,
+        ).reshape((-1, 1))
 
 
 def fast_simplify_text(text: str, config: TextNormConfig) -> str:

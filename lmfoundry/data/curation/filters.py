@@ -291,6 +291,18 @@ class GopherQuality(CurationFilter, GopherQualityFilter):
         return True
 
 
+class StockGopherRepetition(CurationFilter, GopherRepetitionFilter):
+    """datatrove's own Gopher repetition code (``stock_steps: true``), the reference for ours."""
+
+    rule = "gopher_repetition"
+
+
+class StockGopherQuality(CurationFilter, GopherQualityFilter):
+    """datatrove's own Gopher quality code (``stock_steps: true``), the reference for ours."""
+
+    rule = "gopher_quality"
+
+
 class C4Quality(CurationFilter, C4QualityFilter):
     rule = "c4_quality"
 
@@ -425,6 +437,12 @@ FILTER_CLASSES: dict[str, type[BaseFilter]] = {
     "c4_badwords": C4BadWords,
     "code": CodeQuality,
 }
+# ``stock_steps: true``: datatrove's own code for the rules re-implemented above for speed.
+STOCK_FILTER_CLASSES: dict[str, type[BaseFilter]] = {
+    **FILTER_CLASSES,
+    "gopher_repetition": StockGopherRepetition,
+    "gopher_quality": StockGopherQuality,
+}
 # Filters whose stock implementation splits words: they take the word tokenizer as ``language``.
 _WORD_SPLITTING = {"gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"}
 
@@ -433,8 +451,13 @@ def build_filters(
     params: dict[str, dict[str, Any]],
     word_tokenizer: Any,
     exclusion_writer_for=None,
+    stock: bool = False,
 ) -> list[BaseFilter]:
-    """Instantiate the enabled filters in order; ``exclusion_writer_for(rule)`` gives a writer or None."""
+    """Instantiate the enabled filters in order; ``exclusion_writer_for(rule)`` gives a writer or None.
+
+    ``stock`` uses datatrove's own implementation of every rule (same decisions, slower).
+    """
+    classes = STOCK_FILTER_CLASSES if stock else FILTER_CLASSES
     steps: list[BaseFilter] = []
     for name, kwargs in params.items():
         kwargs = dict(kwargs)
@@ -442,5 +465,5 @@ def build_filters(
             kwargs["language"] = word_tokenizer
         if exclusion_writer_for is not None:
             kwargs["exclusion_writer"] = exclusion_writer_for(name)
-        steps.append(FILTER_CLASSES[name](**kwargs))
+        steps.append(classes[name](**kwargs))
     return steps

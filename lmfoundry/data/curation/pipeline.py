@@ -33,7 +33,13 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from lmfoundry.data.curation.config import CurateConfig
-from lmfoundry.data.curation.dedup import DedupClusters, DedupFilter, ExactDedupSignature, MinhashSignature
+from lmfoundry.data.curation.dedup import (
+    DedupClusters,
+    DedupFilter,
+    ExactDedupSignature,
+    MinhashSignature,
+    StockMinhashSignature,
+)
 from lmfoundry.data.curation.filters import HtmlExtractor, build_filters
 from lmfoundry.data.curation.report import build_report, format_summary, merge_stage_stats
 from lmfoundry.data.curation.sources import SourceReader, discover_inputs
@@ -175,7 +181,9 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     if any(item.kind == "warc" for item in files):
         _check_html_extraction()
         counted.append(("extract", HtmlExtractor(timeout=5)))
-    filters = build_filters(filter_params, word_tokenizer, exclusion_writer if exclusion else None)
+    filters = build_filters(
+        filter_params, word_tokenizer, exclusion_writer if exclusion else None, stock=config.stock_steps
+    )
     counted += list(zip(filter_params, filters))
     stage1: list[Any] = [step for _, step in counted]
     if config.pii:
@@ -184,9 +192,8 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     if dedup["exact"]:
         stage1.append(ExactDedupSignature(work / "exact"))
     if dedup["minhash"]:
-        stage1.append(
-            MinhashSignature(str(work / "minhash_sigs"), config=minhash_config, language=word_tokenizer)
-        )
+        signature = StockMinhashSignature if config.stock_steps else MinhashSignature
+        stage1.append(signature(str(work / "minhash_sigs"), config=minhash_config, language=word_tokenizer))
     logs = work / "logs"
     stages = [("filter", _make_executor(config, stage1, tasks, logs / "filter"))]
     # ---- stages 2-3: duplicate clusters ---------------------------------------------------------
