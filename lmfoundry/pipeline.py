@@ -145,7 +145,11 @@ def stage_curate(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, A
         data["inputs"] = [str(folders["books"]), str(folders["code"])]
     config = parse_section(CurateConfig, {"data": data}, "data")
     stats = curate(config, layout.curate)
-    return {"documents_in": stats.get("documents_in"), "documents_out": stats.get("documents_out")}
+    return {
+        "documents_read": stats["read"]["documents_out"],
+        "documents_kept": stats["output"]["documents"],
+        "mb_kept": round(stats["output"]["bytes"] / 1e6, 2),
+    }
 
 
 def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
