@@ -32,6 +32,7 @@ from datatrove.pipeline.formatters.pii import PIIFormatter
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.curation.config import CurateConfig
 from lmfoundry.data.curation.dedup import (
     DedupClusters,
@@ -82,12 +83,6 @@ def _fingerprint(config: CurateConfig, inputs: list[Any]) -> dict[str, Any]:
         body.pop(key)
     body["resolved_inputs"] = [dataclasses.asdict(item) for item in inputs]
     return json.loads(json.dumps(body, default=str))
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _make_executor(
@@ -146,7 +141,7 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     fingerprint = _fingerprint(config, [*files, *hubs])
     _reset_if_config_changed(out, work, fingerprint)
     work.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(work / "config.json", fingerprint)
+    write_json_atomic(work / "config.json", fingerprint)
 
     if config.word_tokenizer == "spacy":
         word_tokenizer: Any = "en"  # datatrove's stock spaCy tokenizer
@@ -280,7 +275,7 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     }
     for name in _INTERMEDIATE:
         shutil.rmtree(work / name, ignore_errors=True)
-    _write_json_atomic(stats_path, report)
+    write_json_atomic(stats_path, report)
     logger.info("curation summary for %s\n%s", out, format_summary(report))
     return report
 
