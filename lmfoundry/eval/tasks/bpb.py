@@ -9,8 +9,8 @@ Sources:
 
 * a shards folder (``manifest.json``, from ``lmfoundry data tokenize``): the ``val`` split's token
   stream, bytes from the manifest's bytes-per-token; the shards' tokenizer must be the model's;
-* ``.txt`` files (one document each), ``.jsonl``/``.jsonl.gz``/``.parquet`` (a ``text`` field per
-  record), a folder of those, or a ``datasets`` Hub id (``name`` or ``name:split``, default ``test``).
+* ``.txt``/``.md`` files (one document each), ``.jsonl``/``.jsonl.gz``/``.parquet`` (a ``text``
+  field per record), a folder of those, or a ``datasets`` Hub id (``name`` or ``name:split``, default ``test``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lmfoundry.eval.data import load_hub, read_jsonl
+from lmfoundry.eval.data import load_hub
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
 from lmfoundry.eval.tasks import TaskOptions, TaskResult
+from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
 logger = logging.getLogger(__name__)
-TEXT_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
 DEFAULT_CONTEXT = 4096  # window cap for long-context models: memory, not accuracy, sets it
 
 
@@ -48,39 +48,19 @@ def sliding_windows(
             return
 
 
-def _text_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
-    if not files:
-        raise FileNotFoundError(f"{path}: no {', '.join(TEXT_SUFFIXES)} files to score")
-    return files
-
-
 def read_texts(source: str) -> list[str]:
-    """Documents of a text source (see the module docstring)."""
+    """Documents of a text source (see the module docstring).
+
+    Local files go through the same reader as tokenizer training and tokenization
+    (:mod:`lmfoundry.tokenization.sources`), so a corpus is split into documents one way everywhere.
+    """
     path = Path(source)
     if not path.exists():
         if source.startswith((".", "/")) or source.count("/") > 1:
             raise FileNotFoundError(f"bpb data not found: {source}")
         name, _, split = source.partition(":")
         return [r["text"] for r in load_hub(name, None, split or "test", "a local text file or folder")]
-    texts = []
-    for file in _text_files(path):
-        if file.suffix == ".txt":
-            texts.append(file.read_text(encoding="utf-8"))
-        elif file.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(file)
-            if "text" not in table.column_names:
-                raise ValueError(f"{file}: no 'text' column; columns are {', '.join(table.column_names)}")
-            texts.extend(str(t) for t in table.column("text").to_pylist())
-        elif file.name.endswith((".jsonl", ".jsonl.gz")):
-            texts.extend(str(r["text"]) for r in read_jsonl(file, ("text",)))
-        else:
-            raise ValueError(f"{file}: expected one of {', '.join(TEXT_SUFFIXES)}")
-    return texts
+    return list(iter_documents(resolve_inputs(path)))
 
 
 def shard_tokens(shards_dir: Path, split: str) -> tuple[list[np.ndarray], float]:
@@ -185,7 +165,7 @@ class BitsPerByteTask:
         self.source = options.bpb_data
         self.limit = options.limit
         if Path(self.source).exists() and not (Path(self.source) / "manifest.json").exists():
-            _text_files(Path(self.source))  # fail now on an empty folder, before loading the model
+            resolve_inputs(Path(self.source))  # fail now on an empty folder, before loading the model
 
     def run(self, lm: LanguageModel) -> TaskResult:
         result = evaluate_bpb(lm, self.source, limit=self.limit)
