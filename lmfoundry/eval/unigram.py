@@ -8,42 +8,36 @@ frequencies: a model near the baseline has learned nothing about context.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from lmfoundry.data.shards import TOKEN_DTYPES, read_manifest
+from lmfoundry.data.shards import read_manifest
+from lmfoundry.eval.tasks.bpb import shard_tokens
 
 CHUNK_TOKENS = 1 << 24  # read shards in 16M-token slices: memory stays flat on any corpus
 
 
-def _shard_chunks(path: Path, dtype: type[np.unsignedinteger]):
-    tokens = np.memmap(path, dtype=dtype, mode="r")
-    for start in range(0, len(tokens), CHUNK_TOKENS):
-        yield np.asarray(tokens[start : start + CHUNK_TOKENS])
+def _chunks(arrays: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for tokens in arrays:
+        for start in range(0, len(tokens), CHUNK_TOKENS):
+            yield np.asarray(tokens[start : start + CHUNK_TOKENS])
 
 
-def unigram_bits_per_byte(
-    shards_dir: str | Path, train_split: str = "train", eval_split: str = "val"
-) -> float:
+def unigram_bits_per_byte(shards_dir: str | Path, train_split: str = "train", eval_split: str = "val") -> float:
     """Bits per UTF-8 byte of ``eval_split`` under a unigram model fitted on ``train_split``."""
     root = Path(shards_dir)
     manifest = read_manifest(root)
-    dtype = TOKEN_DTYPES[manifest["dtype"]]
-    vocab = manifest["vocab_size"]
-    counts = np.ones(vocab, dtype=np.float64)
-    for record in manifest["shards"]:
-        if record["split"] == train_split:
-            for chunk in _shard_chunks(root / record["path"], dtype):
-                counts += np.bincount(chunk, minlength=vocab)[:vocab]
-    log2_probs = np.log2(counts / counts.sum())
-    total_bits = 0.0
-    total_bytes = 0
-    for record in manifest["shards"]:
-        if record["split"] == eval_split:
-            total_bytes += record["bytes"]
-            for chunk in _shard_chunks(root / record["path"], dtype):
-                total_bits -= float(log2_probs[chunk].sum())
-    if total_bytes == 0:
+    if not any(r["split"] == eval_split and r["tokens"] for r in manifest["shards"]):
         raise ValueError(f"{root}: the {eval_split!r} split is empty; cannot compute a unigram baseline")
-    return total_bits / total_bytes
+    vocab = manifest["vocab_size"]
+    train, _ = shard_tokens(root, train_split)  # checks every shard's size against the manifest
+    counts = np.ones(vocab, dtype=np.float64)
+    for chunk in _chunks(train):
+        counts += np.bincount(chunk, minlength=vocab)[:vocab]
+    log2_probs = np.log2(counts / counts.sum())
+    held_out, bytes_per_token = shard_tokens(root, eval_split)
+    total_bits = -sum(float(log2_probs[chunk].sum()) for chunk in _chunks(held_out))
+    total_tokens = sum(len(tokens) for tokens in held_out)
+    return total_bits / (total_tokens * bytes_per_token)
