@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
+    from lmfoundry.pipeline import RunLayout
     from lmfoundry.recipe import load_recipe
     from lmfoundry.training.loop import train
 
@@ -53,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     args_after, overrides = options.parse_known_args(args.overrides)
     recipe = load_recipe(args.recipe, overrides)
     run_root = recipe.get("run", {}).get("output")
-    if run_root:
+    layout = RunLayout(Path(run_root)) if run_root else None
+    if layout:
         section = recipe.setdefault("train", {})
-        section.setdefault("shards", str(Path(run_root) / "shards"))
-        section.setdefault("tokenizer", str(Path(run_root) / "tokenizer"))
-    output = args_after.output or (Path(run_root) / "train" if run_root else None)
+        section.setdefault("shards", str(layout.shards))
+        section.setdefault("tokenizer", str(layout.tokenizer))
+    output = args_after.output or (layout.train if layout else None)
     if output is None:
         raise ValueError("no run folder: pass --output RUN_DIR or set run.output in the recipe")
     summary = train(recipe, output, resume=True if args_after.resume else None)
