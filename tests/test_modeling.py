@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, StaticCache
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM, FoundryModel
 from lmfoundry.modeling.convert import foundry_config_from_llama, llama_config_from_foundry
+from lmfoundry.modeling.modeling_foundry import FoundryRMSNorm, FusedLMHeadLoss
 
 VOCAB = 101
 
@@ -231,6 +232,118 @@ def test_z_loss_adds_coef_times_mean_squared_logsumexp():
     assert torch.allclose(out.loss, base.loss + expected_z, rtol=1e-5)
     out.loss.backward()
     assert with_z.lm_head.weight.grad is not None
+
+
+def param_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: param.grad.clone() for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loss_kwargs"),
+    [
+        ({}, {}),
+        ({"z_loss_coef": 1e-2, "tie_word_embeddings": True}, {}),
+        ({}, {"num_items_in_batch": 50}),
+        ({"z_loss_coef": 1e-3}, {"shift_labels": True}),
+    ],
+)
+def test_training_mode_fuses_head_and_loss_with_the_same_loss_and_gradients(overrides, loss_kwargs):
+    """Training mode never builds the logits (``logits`` is None) yet gives the unfused path's loss,
+    z-loss and every parameter's gradient."""
+    model = tiny_model(**overrides)
+    randomize_norms(model)
+    ids = torch.randint(2, VOCAB, (3, 16))
+    labels = ids.clone()
+    labels[0, :5] = -100
+    kwargs = dict(loss_kwargs)
+    if kwargs.pop("shift_labels", False):
+        kwargs["shift_labels"] = F.pad(labels, (0, 1), value=-100)[:, 1:]
+    else:
+        kwargs["labels"] = labels
+    results = {}
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        model.zero_grad()
+        out = model(ids, **kwargs)
+        out.loss.backward()
+        results[mode] = out, param_grads(model)
+    (unfused, unfused_grads), (fused, fused_grads) = results["eval"], results["train"]
+    assert unfused.logits is not None and fused.logits is None
+    assert torch.allclose(fused.loss, unfused.loss, atol=1e-6)
+    assert (fused.z_loss is None) == (unfused.z_loss is None) == (not overrides.get("z_loss_coef"))
+    if fused.z_loss is not None:
+        assert torch.allclose(fused.z_loss, unfused.z_loss, atol=1e-7)
+    for name, grad in unfused_grads.items():
+        assert torch.allclose(fused_grads[name], grad, atol=1e-6), name
+
+
+def test_fused_lm_head_loss_is_independent_of_the_chunking():
+    """Rows are processed in chunks; every chunk size, ignored rows and an upstream gradient scale
+    give ``F.cross_entropy``'s loss and gradients."""
+    torch.manual_seed(0)
+    hidden = torch.randn(23, 16, requires_grad=True)
+    weight = torch.randn(VOCAB, 16, requires_grad=True)
+    targets = torch.randint(0, VOCAB, (23,))
+    targets[[2, 9, 10]] = -100
+    reference = F.cross_entropy(hidden @ weight.t(), targets, ignore_index=-100)
+    (3.0 * reference).backward()
+    expected = hidden.grad.clone(), weight.grad.clone()
+    denominator = (targets != -100).sum().float()
+    for chunk in (1, 5, 23, 64):
+        hidden.grad = weight.grad = None
+        loss, z_loss = FusedLMHeadLoss.apply(hidden, weight, targets, denominator, 0.0, chunk)
+        (3.0 * loss).backward()
+        assert torch.allclose(loss, reference, atol=1e-6) and z_loss.item() == 0.0, chunk
+        assert torch.allclose(hidden.grad, expected[0], atol=1e-6), chunk
+        assert torch.allclose(weight.grad, expected[1], atol=1e-6), chunk
+
+
+def test_training_loss_and_gradients_match_llama():
+    """The fused training path trains exactly like ``LlamaForCausalLM`` on the same weights."""
+    model = tiny_model().train()
+    randomize_norms(model)
+    llama = llama_twin(model).train()
+    ids = torch.randint(2, VOCAB, (2, 17))
+    ours = model(ids, labels=ids).loss
+    ref = llama(ids, labels=ids).loss
+    ours.backward()
+    ref.backward()
+    assert torch.allclose(ours, ref, atol=1e-5)
+    llama_grads = param_grads(llama)
+    for name, grad in param_grads(model).items():
+        assert torch.allclose(grad, llama_grads[name], atol=1e-5), name
+
+
+def test_fused_loss_under_bf16_autocast_matches_the_unfused_path():
+    model = tiny_model(z_loss_coef=1e-3)
+    ids = torch.randint(2, VOCAB, (2, 12))
+    results = {}
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(ids, labels=ids).loss
+        loss.backward()
+        results[mode] = loss.detach(), param_grads(model)
+    assert torch.allclose(results["train"][0], results["eval"][0], rtol=1e-3)
+    for name, grad in results["eval"][1].items():
+        assert grad.dtype == torch.float32 == results["train"][1][name].dtype
+        assert torch.allclose(results["train"][1][name], grad, rtol=2e-2, atol=1e-4), name
+
+
+def test_rms_norm_gives_the_same_result_with_and_without_autograd():
+    """Inference takes torch's fused kernel, training the composite form (see ``FoundryRMSNorm``)."""
+    norm = FoundryRMSNorm(32, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.add_(torch.randn(32))
+    x = torch.randn(4, 3, 32) * 5
+    with torch.no_grad():
+        fused = norm(x)
+    composite = norm(x.requires_grad_())
+    assert composite.grad_fn is not None
+    assert torch.allclose(fused, composite, atol=1e-6)
+    expected = norm.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    assert torch.allclose(composite, expected, atol=1e-5)
 
 
 def test_qk_norm_makes_attention_invariant_to_query_and_key_scale():
