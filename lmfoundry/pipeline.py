@@ -78,9 +78,17 @@ class EvalSection:
 
 @dataclass
 class RunLayout:
-    """Where each stage writes, under one run folder."""
+    """Where each stage writes, under one run folder: the one spelling of the layout.
+
+    The stage commands (``lmfoundry train``) take their default folders from it, and the model
+    card (:mod:`lmfoundry.hub.artifacts`) finds a run's files through it.
+    """
 
     root: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
 
     @property
     def corpus(self) -> Path:
@@ -103,8 +111,25 @@ class RunLayout:
         return self.root / "train"
 
     @property
+    def train_model(self) -> Path:
+        """The training stage's own export (the export stage copies it to :attr:`model`)."""
+        return self.train / "model"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.train / "metrics.jsonl"
+
+    @property
+    def curate_stats(self) -> Path:
+        return self.curate / "stats.json"
+
+    @property
     def eval(self) -> Path:
         return self.root / "eval"
+
+    @property
+    def eval_results(self) -> Path:
+        return self.eval / "results.json"
 
     @property
     def model(self) -> Path:
@@ -203,11 +228,11 @@ def stage_eval(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any
 
     section = parse_section(EvalSection, recipe, "eval")
     results = evaluate_model(
-        layout.train / "model",
+        layout.train_model,
         section.tasks,
         data_dir=section.data_dir,
         limit=section.limit,
-        output=layout.eval / "results.json",
+        output=layout.eval_results,
         batch_size=section.batch_size,
         bpb_data=str(layout.shards),
     )
@@ -221,7 +246,7 @@ def stage_export(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, A
 
     tmp = layout.model.with_name("model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(layout.train / "model", tmp)
+    shutil.copytree(layout.train_model, tmp)
     shutil.rmtree(layout.model, ignore_errors=True)
     tmp.rename(layout.model)
     card = write_model_card(layout.model, run_dir=layout.root)
@@ -247,7 +272,7 @@ def run_pipeline(recipe: dict[str, dict[str, Any]], output: str | Path | None = 
     layout.root.mkdir(parents=True, exist_ok=True)
     if not os.access(layout.root, os.W_OK):
         raise PermissionError(f"run folder {layout.root} is not writable")
-    dump_recipe(recipe, layout.root / "recipe.yaml")
+    dump_recipe(recipe, layout.recipe)
     summary: dict[str, Any] = {"run": str(layout.root), "stages": {}}
     for stage in STAGES:
         if stage not in run.stages:

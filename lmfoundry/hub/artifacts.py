@@ -16,33 +16,41 @@ from typing import Any
 
 import yaml
 
+from lmfoundry.pipeline import RunLayout
+
 logger = logging.getLogger(__name__)
 
 
 def locate_model_dir(path: str | Path) -> tuple[Path, Path | None]:
     """Resolve a run folder or a model folder to ``(model_dir, run_dir_or_None)``.
 
-    A model folder is one with ``config.json``; a run folder holds it under ``model/`` (the
-    pipeline's export) or ``train/model/`` (a training run's export).
+    A model folder is one with ``config.json``; a run folder holds it where :class:`RunLayout` puts
+    it: ``model/`` (the pipeline's export) or ``train/model/`` (the training stage's export).
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (expected a run folder or a model folder)")
     if (path / "config.json").is_file():
         return path, find_run_dir(path)
-    for candidate in (path / "model", path / "train" / "model"):
+    layout = RunLayout(path)
+    for candidate in (layout.model, layout.train_model):
         if (candidate / "config.json").is_file():
             return candidate, path
     raise FileNotFoundError(
-        f"{path}: no model found: expected config.json in {path}, {path / 'model'} or {path / 'train' / 'model'}"
+        f"{path}: no model found: expected config.json in {path}, {layout.model} or {layout.train_model}"
     )
 
 
 def find_run_dir(model_dir: Path) -> Path | None:
-    """The run (or training run) folder a model folder was exported into, if it looks like one."""
+    """The run (or training run) folder a model folder was exported into, if it looks like one.
+
+    A pipeline run has ``RUN/model`` or ``RUN/train/model`` next to another stage's output; a
+    standalone training run (``lmfoundry train --output DIR``) has ``DIR/model`` next to ``DIR/metrics.jsonl``.
+    """
     parent = model_dir.resolve().parent
     for candidate in (parent.parent, parent):
-        if any((candidate / rel).exists() for rel in ("train/metrics.jsonl", "eval/results.json", "curate/stats.json")):
+        layout = RunLayout(candidate)
+        if any(p.exists() for p in (layout.train_metrics, layout.eval_results, layout.curate_stats)):
             return candidate
     if (parent / "metrics.jsonl").is_file():
         return parent
@@ -65,16 +73,17 @@ class RunArtifacts:
         if run_dir is None:
             return cls()
         run_dir = Path(run_dir)
+        layout = RunLayout(run_dir)
         # A pipeline run keeps training in train/; a standalone training run *is* the train folder.
-        train_dir = run_dir / "train" if (run_dir / "train").is_dir() else run_dir
-        recipe = _read_yaml(train_dir / "recipe.yaml") or _read_yaml(run_dir / "recipe.yaml")
+        train_dir = layout.train if layout.train.is_dir() else run_dir
+        recipe = _read_yaml(train_dir / "recipe.yaml") or _read_yaml(layout.recipe)
         loss_curve = train_dir / "loss_curve.png"
         return cls(
             recipe=recipe if isinstance(recipe, dict) else None,
-            curation_stats=_read_json(run_dir / "curate" / "stats.json"),
+            curation_stats=_read_json(layout.curate_stats),
             metrics=_read_jsonl(train_dir / "metrics.jsonl"),
             spikes=_read_jsonl(train_dir / "spikes.jsonl"),
-            eval_results=_read_json(run_dir / "eval" / "results.json"),
+            eval_results=_read_json(layout.eval_results),
             loss_curve=loss_curve if loss_curve.is_file() else None,
         )
 
