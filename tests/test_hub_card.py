@@ -69,6 +69,28 @@ def test_card_from_a_full_run(run_dir):
     assert is_generated_card(path)
 
 
+def test_card_shows_no_absolute_local_path(run_dir, tmp_path):
+    text = ModelCard.load(write_model_card(run_dir / "model", run_dir)).content
+    tmp_root = str(run_dir.parent)  # holds the run folder and the private data outside it
+    assert "/private/" in (run_dir / "train" / "recipe.yaml").read_text()  # the run's own record keeps them
+    assert tmp_root not in text
+    # inside the run: relative to it; outside: only the name; Hub ids and relative paths as they were
+    assert "shards: shards" in text and "tokenizer: tokenizer" in text and "output: ." in text
+    assert "- `<local>/notes.jsonl`" in text and "data_dir: <local>/eval-data" in text
+    assert "- `hf:roneneldan/TinyStories`" in text and "- `corpus/*.txt`" in text
+    assert 'from_pretrained("model", trust_remote_code=True)' in text  # no repo id: the run's model folder
+    # data sources recorded only in curate/stats.json (a recipe without data.inputs)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    stats = json.loads((run / "curate" / "stats.json").read_text())
+    stats["config"] = {"inputs": [str(run / "corpus" / "books"), "/home/someone/code"]}
+    (run / "curate" / "stats.json").write_text(json.dumps(stats))
+    (run / "train" / "recipe.yaml").write_text(yaml.safe_dump({"data": {"inputs": []}}))
+    text = ModelCard.load(write_model_card(run / "model", run)).content
+    assert "- `corpus/books`" in text and "- `<local>/code`" in text
+    assert str(tmp_path) not in text and "/home/someone" not in text
+
+
 def test_card_of_a_bare_model_says_what_is_missing(tmp_path):
     build_tiny_model(tmp_path / "model")
     card = ModelCard.load(write_model_card(tmp_path / "model"))

@@ -51,11 +51,15 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
                    "dropped:minhash:duplicate_docs": 40, "dropped:minhash:duplicate_bytes": 100_000}),
     ])
     (run_dir / "curate" / "stats.json").write_text(json.dumps(stats))
+    # absolute local paths, as a real run records them: inside the run folder and outside it
+    private = run_dir.parent / "private"
     recipe = {
         "run": {"output": str(run_dir), "seed": 7},
-        "data": {"inputs": ["corpus/*.txt", "hf:roneneldan/TinyStories"]},
+        "data": {"inputs": ["corpus/*.txt", "hf:roneneldan/TinyStories", str(private / "notes.jsonl")]},
         "model": {"hidden_size": 32, "num_hidden_layers": 2},
-        "train": {"seq_len": 64, "lr": 0.003, "max_steps": 20},
+        "train": {"seq_len": 64, "lr": 0.003, "max_steps": 20, "shards": str(run_dir / "shards"),
+                  "tokenizer": str(run_dir / "tokenizer")},
+        "eval": {"data_dir": str(private / "eval-data")},
     }
     (run_dir / "train" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     rows = [{"kind": "train", "step": s, "loss": 6.0 - 0.2 * s, "lr": 0.003, "grad_norm": 1.0,

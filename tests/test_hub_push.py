@@ -164,6 +164,8 @@ def test_push_uploads_the_model_and_never_shows_the_token(pushed):
         "configuration_foundry.py", "modeling_foundry.py", "tokenizer.json", "tokenizer_config.json",
         "loss_curve.png",
     }  # no report.json, no .bin, nothing from the run folder besides the model and its card
+    # the recipe names local paths (tests/test_hub_fixtures.py); no uploaded file does
+    assert not [name for name, data in files.items() if str(run_dir.parent).encode() in data]
     assert files["model.safetensors"] == (run_dir / "model" / "model.safetensors").read_bytes()
     assert hub.repos[REPO].private
     card = files["README.md"].decode()

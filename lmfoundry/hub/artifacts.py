@@ -59,8 +59,13 @@ def find_run_dir(model_dir: Path) -> Path | None:
 
 @dataclass
 class RunArtifacts:
-    """Everything the model card can say about how a model was made; ``None`` where not recorded."""
+    """Everything the model card can say about how a model was made; ``None`` where not recorded.
 
+    The values are as the run recorded them, local paths included (``run_dir`` is where they were
+    read from); the card makes them public (:mod:`lmfoundry.hub.redact`).
+    """
+
+    run_dir: Path | None = None
     recipe: dict[str, Any] | None = None
     curation_stats: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] | None = None
@@ -79,6 +84,7 @@ class RunArtifacts:
         recipe = _read_yaml(train_dir / "recipe.yaml") or _read_yaml(layout.recipe)
         loss_curve = train_dir / "loss_curve.png"
         return cls(
+            run_dir=run_dir,
             recipe=recipe if isinstance(recipe, dict) else None,
             curation_stats=_read_json(layout.curate_stats),
             metrics=_read_jsonl(train_dir / "metrics.jsonl"),

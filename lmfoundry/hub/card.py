@@ -3,7 +3,9 @@
 Every number in the card comes from a file: the architecture from ``config.json``, the parameter
 count from the safetensors headers, the tokenizer from its own files, and the data, training and
 evaluation sections from the run's artifacts (see :mod:`lmfoundry.hub.artifacts`). A section
-whose inputs are missing says so instead of inventing numbers.
+whose inputs are missing says so instead of inventing numbers. The card is meant to be public, so
+the local paths a run records (in its recipe, its data sources) are shown relative to the run
+folder or reduced to their names (:mod:`lmfoundry.hub.redact`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lmfoundry.atomic import copy_file_atomic, write_text_atomic
 from lmfoundry.hub.artifacts import RunArtifacts, find_run_dir
+from lmfoundry.hub.redact import public_path, public_values
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.version import __version__
 
@@ -46,7 +49,8 @@ def write_model_card(
     """Write ``model_dir/README.md`` (and copy the loss curve next to it); return the card's path.
 
     ``run_dir`` defaults to the run folder the model was exported into, when there is one.
-    ``repo_id`` is used in the loading examples; without it they point at the local folder.
+    ``repo_id`` is used in the loading examples; without it they name the model folder relative to the
+    run folder (``model``), as the card shows no absolute local path.
     """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -74,8 +78,9 @@ def render_model_card(
 ) -> ModelCard:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     n_params = count_parameters(model_dir)
-    model_id = repo_id or str(model_dir)
-    recipe = artifacts.recipe or {}
+    model_id = repo_id or public_path(str(model_dir), artifacts.run_dir)
+    recipe = public_values(artifacts.recipe or {}, artifacts.run_dir)
+    sources = [public_path(source, artifacts.run_dir) for source in _data_sources(recipe, artifacts.curation_stats)]
     eval_results = _eval_results(artifacts.eval_results)
     data = ModelCardData(
         license=license,
@@ -83,7 +88,7 @@ def render_model_card(
         pipeline_tag="text-generation",
         tags=["lmfoundry", config.get("model_type", "causal-lm"), "text-generation", "pretrained"]
         + (["custom_code"] if "auto_map" in config else []),
-        datasets=_hub_datasets(_data_sources(recipe, artifacts.curation_stats)) or None,
+        datasets=_hub_datasets(sources) or None,
         # model-index needs a model name; without eval results it would be a stray metadata key.
         model_name=name if eval_results else None,
         eval_results=eval_results or None,
@@ -97,7 +102,7 @@ def render_model_card(
         _usage_section(model_id, "auto_map" in config),
         _architecture_section(config, n_params),
         _tokenizer_section(model_dir),
-        _data_section(recipe, artifacts.curation_stats),
+        _data_section(sources, artifacts.curation_stats),
         _training_section(recipe, artifacts),
         _evaluation_section(artifacts.eval_results),
         "## Limitations\n\nA base model trained from scratch, and only as good as its data and compute: expect "
@@ -174,7 +179,8 @@ def _tokenizer_section(model_dir: Path) -> str:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError) as err:
-        return f"## Tokenizer\n\nNo loadable tokenizer in the model folder ({err})."
+        logger.warning("%s: no loadable tokenizer for the model card: %s", model_dir, err)  # err names local paths
+        return "## Tokenizer\n\nNo loadable tokenizer in the model folder."
     specials = [(role, tok, tokenizer.convert_tokens_to_ids(tok))
                 for role, tok in tokenizer.special_tokens_map.items() if isinstance(tok, str)]
     kind = _tokenizer_kind(model_dir)
@@ -214,9 +220,8 @@ def _data_sources(recipe: dict[str, Any], stats: dict[str, Any] | None) -> list[
     return [str(item) for item in inputs]
 
 
-def _data_section(recipe: dict[str, Any], stats: dict[str, Any] | None) -> str:
+def _data_section(sources: list[str], stats: dict[str, Any] | None) -> str:
     parts = ["## Training data"]
-    sources = _data_sources(recipe, stats)
     if sources:
         parts.append("Sources:\n\n" + "\n".join(
             f"- {source}" if source == DEFAULT_CORPUS else f"- `{source}`" for source in sources))
