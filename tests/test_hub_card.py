@@ -59,6 +59,11 @@ def test_card_from_a_full_run(run_dir):
     assert "Loss-spike events (1)" in text and "| 12 | 9.5 | loss z-score | 10 | 4 |" in text
     # 20 steps of 256 tokens at 1500 tokens/s
     assert "| Training time (from logged throughput) | 3.4 s |" in text
+    # the "run" record and train_time_s (205 s at the last step)
+    assert "| Training time (wall clock) | 3.4 min |" in text
+    assert "| Hardware | NVIDIA H100 80GB HBM3 (cuda) |" in text and "| Processes | 8 |" in text
+    assert "| Mixed precision | bf16 |" in text
+    assert "| Software | torch 2.9.0, transformers 5.0.0, accelerate 1.11.0, lmfoundry 0.1.0 |" in text
     assert "lr: 0.003" in text
     assert "![Training loss](loss_curve.png)" in text
     assert (run_dir / "model" / "loss_curve.png").read_bytes() == (run_dir / "train" / "loss_curve.png").read_bytes()
@@ -99,6 +104,25 @@ def test_card_of_a_bare_model_says_what_is_missing(tmp_path):
                     "Loss-spike events: not recorded", "recipe was not recorded"):
         assert missing in card.text
     assert not (tmp_path / "model" / "loss_curve.png").exists()
+
+
+def test_hardware_and_wall_clock_of_older_and_resumed_runs(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    metrics = run / "train" / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()[:-1]]  # without the torn line
+    # a run folder from before the "run" record and train_time_s
+    old = [{k: v for k, v in r.items() if k not in ("elapsed_s", "train_time_s")} for r in rows if r["kind"] != "run"]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in old))
+    text = ModelCard.load(write_model_card(run / "model", run)).text
+    assert "| Hardware | not recorded |" in text and "| Training time (wall clock) | not recorded |" in text
+    assert "| Processes |" not in text and "| Software |" not in text
+    # resumed at step 10 on other hardware: both devices, the last session's processes
+    resumed = {**rows[0], "step": 10, "resumed": True, "device_name": "NVIDIA A100-SXM4-80GB", "num_processes": 4}
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in [*rows[:11], resumed, *rows[11:]]))
+    text = ModelCard.load(write_model_card(run / "model", run)).text
+    assert "| Hardware | NVIDIA H100 80GB HBM3 (cuda); then NVIDIA A100-SXM4-80GB (cuda) |" in text
+    assert "| Processes | 4 |" in text
 
 
 def test_run_dir_is_found_from_the_model_folder(run_dir, tmp_path):

@@ -62,8 +62,12 @@ def build_run_folder(run_dir: Path) -> FoundryForCausalLM:
         "eval": {"data_dir": str(private / "eval-data")},
     }
     (run_dir / "train" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    rows = [{"kind": "train", "step": s, "loss": 6.0 - 0.2 * s, "lr": 0.003, "grad_norm": 1.0,
-             "tokens": 256 * s, "tokens_per_s": 1500.0, "mfu": 0.01} for s in range(1, 21)]
+    rows = [{"kind": "run", "step": 0, "resumed": False, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3",
+             "num_processes": 8, "distributed_type": "MULTI_GPU", "mixed_precision": "bf16",
+             "versions": {"torch": "2.9.0", "transformers": "5.0.0", "accelerate": "1.11.0", "lmfoundry": "0.1.0"}}]
+    rows += [{"kind": "train", "step": s, "loss": 6.0 - 0.2 * s, "lr": 0.003, "grad_norm": 1.0,
+              "tokens": 256 * s, "tokens_per_s": 1500.0, "mfu": 0.01, "elapsed_s": 10.0 * s,
+              "train_time_s": 5.0 + 10.0 * s} for s in range(1, 21)]
     rows.append({"kind": "val", "step": 20, "val_loss": 2.5, "val_bpb": 1.2345})
     rows.append({"kind": "samples", "step": 10, "samples": [{"prompt": "The", "text": " early"}]})
     rows.append({"kind": "samples", "step": 20, "samples": [{"prompt": "The", "text": " quick fox"},

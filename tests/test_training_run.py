@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmfoundry.cli import main as cli_main
 from lmfoundry.data.default_corpus import bible_jsonl_path
 from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.hub import write_model_card
 from lmfoundry.recipe import load_recipe
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.training import TrainingDivergedError, train
@@ -92,6 +93,24 @@ def test_run_folder_has_model_metrics_plot_and_recipe(reference, data):
     assert summary["val_loss"] == val[-1]["val_loss"]
     samples = [r for r in records if r["kind"] == "samples"]
     assert samples and samples[-1]["samples"][0]["prompt"] == "In the beginning"
+    # one "run" record, first: what the session ran on (nothing naming the machine or the user)
+    (session,) = [r for r in records if r["kind"] == "run"]
+    assert records[0] is session and session["step"] == 0 and not session["resumed"]
+    assert set(session) == {"kind", "step", "resumed", "device_type", "device_name", "num_processes",
+                            "distributed_type", "mixed_precision", "versions"}
+    assert session["device_type"] == "cpu" and session["device_name"] and session["num_processes"] == 1
+    assert session["mixed_precision"] == "no" and session["distributed_type"] == "NO"
+    assert set(session["versions"]) == {"python", "torch", "transformers", "accelerate", "lmfoundry"}
+    # wall clock on every train record: this session's, and the run's (the same clock in a fresh run)
+    steps = [r for r in records if r["kind"] == "train"]
+    elapsed = [r["elapsed_s"] for r in steps]
+    assert elapsed[0] > 0 and elapsed == sorted(elapsed) and len(set(elapsed)) == len(elapsed)
+    assert all(0 <= r["train_time_s"] - r["elapsed_s"] < 5 for r in steps)
+    # the model card reads them, and shows no local path of the recipe (the shards lie outside the run)
+    card = write_model_card(out / "model").read_text()
+    assert f"| Hardware | {session['device_name']} (cpu) |" in card and "| Processes | 1 |" in card
+    assert "| Training time (wall clock) | " in card and "| Training time (wall clock) | not recorded" not in card
+    assert str(data["root"]) not in card and "shards: <local>/shards" in card
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert list((out / "logs").rglob("events.out.tfevents*")), "TensorBoard tracker wrote nothing"
     saved = yaml.safe_load((out / "recipe.yaml").read_text())
@@ -129,6 +148,13 @@ def test_sigkill_mid_run_and_mid_checkpoint_then_resume_is_bitwise_exact(referen
     assert sorted(ours) == list(range(1, STEPS + 1))
     assert ours == expected  # bitwise: floats from JSON compare exactly
     assert (out / "model" / "model.safetensors").is_file()
+    # one "run" record per session; training time continues from the checkpoint, elapsed_s restarts
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["resumed"]) for r in records if r["kind"] == "run"] == [(0, False), (8, True), (16, True)]
+    kept = {r["step"]: r for r in records if r["kind"] == "train"}
+    assert [kept[step]["train_time_s"] for step in sorted(kept)] == sorted(r["train_time_s"] for r in kept.values())
+    # the first step of each resumed session carries the earlier sessions' time on top of its own
+    assert kept[9]["train_time_s"] > kept[9]["elapsed_s"] and kept[17]["train_time_s"] > kept[17]["elapsed_s"]
 
 
 def test_two_processes_match_one_process_with_grad_accumulation(reference, data, tmp_path):
@@ -166,6 +192,9 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     kept = {r["step"]: r for r in records if r["kind"] == "train"}
     assert sorted(kept) == list(range(1, STEPS + 1))
     assert all(r["data_step"] not in range(16, 23) for r in kept.values())
+    # the training-time clock is not rolled back with the checkpoint: the discarded work took time too
+    times = [r["train_time_s"] for r in records if r["kind"] == "train"]
+    assert times == sorted(times)
     assert kept[17]["data_step"] == 23  # the step after the checkpoint reads past the skipped batches
     # the lr is halved for the 3 steps after the (last) rollback, then back on schedule
     ref_lr = {r["step"]: r["lr"] for r in map(json.loads, (ref_dir / "metrics.jsonl").read_text().splitlines())

@@ -42,6 +42,7 @@ from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.checkpoints import Checkpoint, CheckpointManager
 from lmfoundry.training.config import TrainConfig
+from lmfoundry.training.environment import run_record
 from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
 from lmfoundry.training.optim import build_optimizer
 from lmfoundry.training.schedules import lr_at
@@ -65,17 +66,27 @@ class RunState:
         self.tokens = 0  # training tokens consumed by completed steps
         self.rollbacks = 0
         self.lr_reduced_until = 0  # steps before this one use lr * spike_lr_factor
+        self.restart_clock(0.0)
+
+    def restart_clock(self, train_time_s: float) -> None:
+        """Continue the training-time clock from ``train_time_s`` seconds, counting from now."""
+        self._time_before, self._clock_started = train_time_s, time.perf_counter()
+
+    def train_time_s(self) -> float:
+        """Wall-clock seconds of training over all sessions, as far as checkpoints carried them."""
+        return self._time_before + time.perf_counter() - self._clock_started
 
     def state_dict(self) -> dict:
         return {
             "step": self.step, "tokens": self.tokens, "rollbacks": self.rollbacks,
-            "lr_reduced_until": self.lr_reduced_until,
+            "lr_reduced_until": self.lr_reduced_until, "train_time_s": self.train_time_s(),
             "dataset": self.dataset.state_dict(), "detector": self.detector.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens = state["step"], state["tokens"]
         self.rollbacks, self.lr_reduced_until = state["rollbacks"], state["lr_reduced_until"]
+        self.restart_clock(state.get("train_time_s", 0.0))  # checkpoints before the clock existed: 0
         self.dataset.load_state_dict(state["dataset"])
         self.detector.load_state_dict(state["detector"])
 
@@ -211,6 +222,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- run
     def fit(self) -> dict:
         acc, cfg = self.accelerator, self.cfg
+        self.session_started = time.perf_counter()  # elapsed_s counts from here; train_time_s spans sessions
         self.checkpoints.remove_incomplete()
         if self.resuming:
             latest = self.checkpoints.latest()
@@ -219,6 +231,7 @@ class Trainer:
         if acc.is_main_process:
             for log in (self.metrics, self.spikes):
                 log.truncate_after(self.state.step)  # records of steps the resumed run will replay
+            self.metrics.append(run_record(acc, self.state.step))
             dump_recipe(self.recipe, self.output_dir / "recipe.yaml")
         acc.init_trackers("lmfoundry", config=_flat_config(self.recipe))
         logger.info(
@@ -324,13 +337,13 @@ class Trainer:
         state.step += 1
         state.tokens += self.train_data.tokens_per_step
         self.last_train_loss = step_loss
-        elapsed = time.perf_counter() - started
-        tokens_per_s = self.train_data.tokens_per_step / elapsed
+        now = time.perf_counter()
+        tokens_per_s = self.train_data.tokens_per_step / (now - started)
         record = {
             "kind": "train", "step": state.step, "data_step": data_step, "loss": step_loss, "lr": lr,
             "grad_norm": grad_norm, "tokens": state.tokens, "tokens_per_s": tokens_per_s,
             "mfu": mfu(self.flops_per_token, tokens_per_s, self.peak_flops, acc.num_processes),
-            "zscore": verdict.zscore,
+            "zscore": verdict.zscore, "elapsed_s": now - self.session_started, "train_time_s": state.train_time_s(),
         }
         if state.step % cfg.log_every == 0 or state.step == self.total_steps:
             self._log(record)
@@ -356,7 +369,9 @@ class Trainer:
             self.train_data.skip(1)
             skipped = 1
         else:
+            spent = state.train_time_s()
             self.checkpoints.load(target)
+            state.restart_clock(spent)  # the checkpoint's clock would forget the rolled-back work
             self.checkpoints.abandon_after(target.step, rollbacks)
             # resume reading just past the spike (+ extra): this also skips batches an earlier rollback
             # to the same checkpoint had skipped, which the checkpoint's own data position predates

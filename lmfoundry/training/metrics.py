@@ -1,10 +1,17 @@
 """The run's own records: ``metrics.jsonl``, ``spikes.jsonl`` and the loss-curve PNG.
 
-``metrics.jsonl`` holds one JSON object per line with a ``kind``: ``train`` (step, loss, lr,
-grad_norm, tokens, tokens_per_s, mfu), ``val`` (val_loss, val_bpb) or ``samples`` (generations
-from the fixed prompts). A step can appear more than once when a spike rollback replays it; the
-last record of a step is the one the run kept. Trackers (TensorBoard, W&B) get the same numbers;
-these files exist so that a run folder is self-describing without any tracker.
+``metrics.jsonl`` holds one JSON object per line with a ``kind``: ``run`` (one per session, at its
+start: device, processes, precision, library versions; see :mod:`lmfoundry.training.environment`),
+``train`` (step, loss, lr, grad_norm, tokens, tokens_per_s, mfu, elapsed_s, train_time_s), ``val``
+(val_loss, val_bpb) or ``samples`` (generations from the fixed prompts). A step can appear more than
+once when a spike rollback replays it; the last record of a step is the one the run kept.
+
+``elapsed_s`` is wall-clock seconds since this session started (it restarts on resume);
+``train_time_s`` is wall-clock seconds of training over all sessions: it is checkpointed, so a
+resume continues it from the checkpoint (time a killed session spent after its last checkpoint is
+lost with that work), and a spike rollback keeps it running (the rolled-back work took real time).
+Trackers (TensorBoard, W&B) get the same numbers; these files exist so that a run folder is
+self-describing without any tracker.
 """
 
 from __future__ import annotations
