@@ -15,8 +15,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from lmfoundry.cli import main
+from lmfoundry.data.shard_encoding import EncodeJob
 from lmfoundry.data.shards import read_manifest
-from lmfoundry.data.tokenize import _EncodeJob, tokenize_corpus
+from lmfoundry.data.tokenize import tokenize_corpus
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.sources import is_validation
@@ -132,7 +133,7 @@ def test_interrupted_run_restarts_cleanly(tmp_path, tok_dir, docs, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lmfoundry.data.tokenize.write_json_atomic", crash)  # dies before the manifest
+    monkeypatch.setattr("lmfoundry.data.shards_folder.write_json_atomic", crash)  # dies before the manifest
     with pytest.raises(KeyboardInterrupt):
         tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, shard_tokens=2000)
     assert not (out / "manifest.json").exists()
@@ -154,7 +155,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, mo
     reference = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, tmp_path / "ref", **options)
     assert len({r["path"].split("/")[1].split("_")[0] for r in reference["shards"]}) > 3  # several parts
 
-    encode = _EncodeJob.__call__
+    encode = EncodeJob.__call__
     encoded = []
 
     def interrupted(job, item):
@@ -164,7 +165,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, mo
         return encode(job, item)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(_EncodeJob, "__call__", interrupted)
+    monkeypatch.setattr(EncodeJob, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
     assert not (out / "manifest.json").exists()
@@ -176,7 +177,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, mo
         return encode(job, item)
 
     encoded.clear()
-    monkeypatch.setattr(_EncodeJob, "__call__", counted)
+    monkeypatch.setattr(EncodeJob, "__call__", counted)
     with caplog.at_level(logging.INFO):
         resumed = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
     assert f"resuming: {len(finished)} finished part(s)" in caplog.text

@@ -1,10 +1,12 @@
 """Tokenize clean documents into train/val token shards (the stage between curation and training).
 
-Documents stream from the input files in the main process, are encoded in batches by worker
-processes (tiktoken when it reproduces the tokenizer, see :mod:`lmfoundry.tokenization.fast_encoding`),
-split into train/val by a hash of their text, and appended to :class:`~lmfoundry.data.shards.ShardWriter`
-shards. Output is staged in ``OUTPUT/.partial/``, moved into place at the end, and the manifest is
-written last, so an interrupted run never leaves a folder that looks complete.
+One local job: documents stream from the input files in the main process, are encoded in batches
+by worker processes (the shared steps of :mod:`lmfoundry.data.shard_encoding`: tiktoken when it
+reproduces the tokenizer, train/val by a hash of their text), and appended to shards. Output is
+staged in ``OUTPUT/.partial/``, moved into place at the end, and the manifest is written last
+(:func:`lmfoundry.data.shards_folder.publish`), so an interrupted run never leaves a folder that
+looks complete. To spread the work over many machines, run the same encoding as datatrove tasks
+(:mod:`lmfoundry.data.tokenize_executor`).
 
 The document stream is cut into *parts* of about ``checkpoint_bytes`` of text (shards
 ``<part>_<shard>.ds``, like datatrove's ``<rank>_...`` names). When a part is done its shard records
@@ -21,7 +23,6 @@ import itertools
 import json
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -29,28 +30,28 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from lmfoundry.atomic import write_json_atomic
-from lmfoundry.data.shards import (
-    MANIFEST,
-    SPLITS,
-    ShardWriter,
-    dtype_for_vocab,
-    make_manifest,
-    read_manifest,
+from lmfoundry.data.shard_encoding import (
+    BATCH_CHARS,
+    DEFAULT_SHARD_TOKENS,
+    Encoded,
+    EncodeJob,
+    SplitWriters,
+    TokenizerIds,
+    batches,
+    check_val_fraction,
+    open_encoder,
 )
-from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
+from lmfoundry.data.shards import read_manifest
+from lmfoundry.data.shards_folder import clear, complete_and_current, publish, source_list
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
-from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs
+from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_CHECKPOINT_BYTES = 1 << 30  # text per resumable part: a few shards' worth
-_BATCH_CHARS = 1 << 20  # characters per worker task (at most): large enough to amortize pickling
-_PARITY_SAMPLE_CHARS = 1 << 18  # the tokenizers side of the check runs ~10x slower than tiktoken
 
 
 def tokenize_corpus(
@@ -71,35 +72,22 @@ def tokenize_corpus(
     Returns the manifest. ``workers`` processes encode in parallel (the main process reads and
     writes); an interrupted run resumes from its last finished part of ``checkpoint_bytes`` of text.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    check_val_fraction(val_fraction)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if checkpoint_bytes < 1:
         raise ValueError(f"checkpoint_bytes must be positive, got {checkpoint_bytes}")
     files = resolve_inputs(inputs)
-    tokenizer_dir = Path(tokenizer_dir)
-    fingerprint = tokenizer_fingerprint(tokenizer_dir)
     output_dir = Path(output_dir)
-    sources = [{"path": str(p), "bytes": p.stat().st_size} for p in files]
+    sources = source_list(files)
     settings = {"val_fraction": val_fraction, "text_field": text_field, "shard_tokens": shard_tokens}
-    if _complete_and_current(output_dir, fingerprint, sources, settings, overwrite):
+    fingerprint = tokenizer_fingerprint(tokenizer_dir)
+    if complete_and_current(output_dir, fingerprint, sources, settings, overwrite):
         return read_manifest(output_dir)
-    _clear(output_dir)
+    clear(output_dir)
 
-    from transformers import AutoTokenizer  # heavy import, only when there is work to do
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    vocab_size, eos_id = len(tokenizer), tokenizer.eos_token_id
-    if eos_id is None:
-        raise ValueError(f"{tokenizer_dir}: the tokenizer has no eos_token; documents need a separator")
-    dtype = dtype_for_vocab(vocab_size)
-
-    documents = iter_documents(files, text_field)
-    sample = list(_take_chars(documents, _PARITY_SAMPLE_CHARS))
-    encoder = choose_encoder(tokenizer_dir, sample)
-    documents = itertools.chain(sample, documents)
-
+    ids = TokenizerIds.load(tokenizer_dir)
+    encoder, documents = open_encoder(tokenizer_dir, iter_documents(files, text_field))
     staging = output_dir / ".partial"
     identity = {
         "tokenizer_fingerprint": fingerprint,
@@ -108,49 +96,33 @@ def tokenize_corpus(
         "checkpoint_bytes": checkpoint_bytes,
     }
     progress = _Progress.resume_or_reset(staging, identity)
-    parts = _PartWriter(progress, dtype, shard_tokens, str(tokenizer_dir), checkpoint_bytes)
-    job = _EncodeJob(encoder, eos_id, dtype, val_fraction)
+    parts = _PartWriter(progress, ids.dtype, shard_tokens, ids.path, checkpoint_bytes)
+    job = EncodeJob(encoder, ids.eos_token_id, ids.dtype, val_fraction)
     stream = itertools.islice(documents, progress.documents, None)
-    batches = _batches(stream, progress.documents, min(_BATCH_CHARS, max(1, checkpoint_bytes // 8)))
+    batched = batches(stream, progress.documents, min(BATCH_CHARS, max(1, checkpoint_bytes // 8)))
     started = time.perf_counter()
     total_bytes = 0
     try:
         with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
-            for consumed, encoded in _map(job, batches, workers):
+            for consumed, encoded in _map(job, batched, workers):
                 n_bytes = parts.write(consumed, encoded)
                 total_bytes += n_bytes
                 bar.update(n_bytes)
     except BaseException:
         parts.abort()
         raise
-    records = parts.finish()
-    elapsed = time.perf_counter() - started
-
-    manifest = make_manifest(
-        sorted(records, key=lambda r: (SPLITS.index(r["split"]), r["path"])),
-        tokenizer_fingerprint=fingerprint,
-        vocab_size=vocab_size,
-        dtype=dtype,
-        eos_token_id=eos_id,
-        tokenizer={"path": str(tokenizer_dir), "encoder": encoder.backend},
+    manifest = publish(
+        output_dir,
+        staging,
+        parts.finish(),
+        ", ".join(map(str, files)),
+        **ids.manifest_fields(),
+        tokenizer={"path": ids.path, "encoder": encoder.backend},
         **settings,
         sources=sources,
     )
+    elapsed = time.perf_counter() - started
     summaries = manifest["splits"]
-    if summaries["train"]["documents"] == 0:
-        shutil.rmtree(staging)
-        raise ValueError(f"no training documents in {', '.join(map(str, files))} (all empty or all in val)")
-    if val_fraction > 0 and summaries["val"]["documents"] == 0:
-        logger.warning(
-            "val_fraction=%g put no document in val (%d documents in all): raise it for a validation split",
-            val_fraction,
-            summaries["train"]["documents"],
-        )
-    for split in SPLITS:
-        if (staging / split).is_dir():
-            os.replace(staging / split, output_dir / split)
-    shutil.rmtree(staging)
-    write_json_atomic(output_dir / MANIFEST, manifest)
     tokens = summaries["train"]["tokens"] + summaries["val"]["tokens"]
     logger.info(
         "tokenized %d documents into %d tokens (%d train, %d val) in %.1fs: %.0f tokens/s, %.2f MB/s (%s)",
@@ -164,40 +136,6 @@ def tokenize_corpus(
         encoder.backend,
     )
     return manifest
-
-
-def _complete_and_current(
-    output_dir: Path, fingerprint: str, sources: list[dict], settings: dict, overwrite: bool
-) -> bool:
-    """True when ``output_dir`` already holds exactly what this call would write (so: nothing to do)."""
-    if not (output_dir / MANIFEST).is_file():
-        return False
-    old = read_manifest(output_dir)
-    same_tokenizer = old["tokenizer_fingerprint"] == fingerprint
-    same_inputs = old.get("sources") == sources and all(old.get(k) == v for k, v in settings.items())
-    if same_tokenizer and same_inputs and not overwrite:
-        logger.info("%s is complete for this tokenizer and these inputs; nothing to do", output_dir)
-        return True
-    if not overwrite:
-        what = "a different tokenizer" if not same_tokenizer else "different inputs or settings"
-        raise FileExistsError(
-            f"{output_dir / MANIFEST}: shards were made with {what}; pass --overwrite to replace them"
-        )
-    return False
-
-
-def _clear(output_dir: Path) -> None:
-    """Remove finished output (the manifest first, so the folder stops looking complete); a partial
-    run in ``.partial/`` is left to :class:`_Progress`."""
-    manifest = output_dir / MANIFEST
-    if manifest.exists():
-        logger.info("replacing the shards in %s", output_dir)
-        manifest.unlink()
-        shutil.rmtree(output_dir / ".partial", ignore_errors=True)
-    for split in SPLITS:
-        if (output_dir / split).exists():
-            shutil.rmtree(output_dir / split)
-    output_dir.mkdir(parents=True, exist_ok=True)
 
 
 class _Progress:
@@ -249,8 +187,8 @@ class _Progress:
 
 
 class _PartWriter:
-    """Routes encoded batches to the current part's shard writers (one per split) and, every
-    ``checkpoint_bytes`` of text, closes the part and records it in the progress file."""
+    """Routes encoded batches to the current part's shard writers and, every ``checkpoint_bytes``
+    of text, closes the part and records it in the progress file."""
 
     def __init__(
         self, progress: _Progress, dtype: str, shard_tokens: int, tokenizer_name: str, checkpoint_bytes: int
@@ -261,101 +199,34 @@ class _PartWriter:
         self.part_bytes = 0
         self.writers = self._new_writers()
 
-    def _new_writers(self) -> dict[str, ShardWriter]:
-        prefix = f"{len(self.progress.parts):05d}_"
-        staging = self.progress.staging
-        return {split: ShardWriter(staging / split, split, *self.options, prefix) for split in SPLITS}
+    def _new_writers(self) -> SplitWriters:
+        return SplitWriters(self.progress.staging, *self.options, prefix=f"{len(self.progress.parts):05d}_")
 
-    def write(self, consumed: int, encoded: tuple[tuple[np.ndarray, ...], ...]) -> int:
+    def write(self, consumed: int, encoded: Encoded) -> int:
         """Append one encoded batch; returns the UTF-8 bytes of text it held."""
-        n_bytes = 0
-        for split, (tokens, lengths, doc_bytes) in zip(SPLITS, encoded):
-            if len(lengths):
-                self.writers[split].write(tokens, lengths, doc_bytes)
-                n_bytes += int(doc_bytes.sum())
+        n_bytes = self.writers.write(encoded)
         self.part_bytes += n_bytes
         if self.part_bytes >= self.checkpoint_bytes:
-            self.progress.add_part(consumed, self._close())
+            self.progress.add_part(consumed, self.writers.close())
             self.part_bytes = 0
             self.writers = self._new_writers()
         return n_bytes
 
     def finish(self) -> list[dict[str, Any]]:
         """Records of every shard: the finished parts' and the last part's."""
-        return self.progress.records + self._close()
+        return self.progress.records + self.writers.close()
 
     def abort(self) -> None:
         """Discard the unfinished part; finished ones stay for the next run to resume from."""
-        for writer in self.writers.values():
-            writer.abort()
+        self.writers.abort()
         if not self.progress.parts:
             shutil.rmtree(self.progress.staging, ignore_errors=True)
 
-    def _close(self) -> list[dict[str, Any]]:
-        return [record for writer in self.writers.values() for record in writer.close()]
+
+_worker_job: EncodeJob | None = None
 
 
-def _take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
-    """Take documents from the front of ``documents`` until about ``limit`` characters."""
-    taken = 0
-    for text in documents:
-        yield text
-        taken += len(text)
-        if taken >= limit:
-            return
-
-
-def _batches(documents: Iterable[str], start: int, chars: int) -> Iterator[tuple[list[str], int]]:
-    """Batches of about ``chars`` characters, each with the number of input documents consumed once
-    it is done (counting from ``start``, empty documents included)."""
-    batch: list[str] = []
-    size = 0
-    consumed = start
-    for text in documents:
-        consumed += 1
-        if not text:
-            continue  # an empty document would only add a lone separator
-        batch.append(text)
-        size += len(text)
-        if size >= chars:
-            yield batch, consumed
-            batch, size = [], 0
-    if batch:
-        yield batch, consumed
-
-
-class _EncodeJob:
-    """One worker task: encode a batch, append EOS, and split it into train and val parts.
-
-    Returns the batch's document count and, per split, (concatenated tokens in the shard dtype,
-    tokens per document, UTF-8 bytes per document), so the main process only appends arrays.
-    """
-
-    def __init__(self, encoder: DocumentEncoder, eos_id: int, dtype: str, val_fraction: float):
-        self.encoder = encoder
-        self.eos = np.array([eos_id], dtype=np.uint32)
-        self.dtype = dtype
-        self.val_fraction = val_fraction
-
-    def __call__(self, item: tuple[list[str], int]) -> tuple[int, tuple[tuple[np.ndarray, ...], ...]]:
-        texts, consumed = item
-        ids = self.encoder.encode(texts)
-        is_val = np.array([is_validation(t, self.val_fraction) for t in texts], dtype=bool)
-        doc_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
-        parts = []
-        for selected in (~is_val, is_val):
-            chosen = np.flatnonzero(selected)
-            pieces = [piece for i in chosen for piece in (ids[i], self.eos)]
-            tokens = np.concatenate(pieces).astype(self.dtype) if pieces else np.empty(0, self.dtype)
-            lengths = np.array([len(ids[i]) + 1 for i in chosen], dtype=np.int64)
-            parts.append((tokens, lengths, doc_bytes[chosen]))
-        return consumed, tuple(parts)
-
-
-_worker_job: _EncodeJob | None = None
-
-
-def _init_worker(job: _EncodeJob) -> None:
+def _init_worker(job: EncodeJob) -> None:
     global _worker_job
     _worker_job = job
 
@@ -364,21 +235,21 @@ def _run_worker_job(item: tuple[list[str], int]) -> Any:
     return _worker_job(item)
 
 
-def _map(job: _EncodeJob, batches: Iterator[tuple[list[str], int]], workers: int) -> Iterator[Any]:
+def _map(job: EncodeJob, items: Iterator[tuple[list[str], int]], workers: int) -> Iterator[Any]:
     """Apply ``job`` to each batch, in order, in ``workers`` processes (in-process when 1).
 
     At most ``2 * workers`` batches are in flight, so reading never runs ahead of encoding by more
     than a few megabytes (``Pool.imap`` would consume the whole input eagerly).
     """
     if workers == 1:
-        yield from map(job, batches)
+        yield from map(job, items)
         return
     # fork starts workers instantly (spawn would re-import torch/transformers in each); the job only
     # uses tiktoken/tokenizers, which are safe in a forked child.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
         pending: collections.deque = collections.deque()
-        for batch in batches:
+        for batch in items:
             pending.append(pool.apply_async(_run_worker_job, (batch,)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()

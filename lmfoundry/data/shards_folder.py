@@ -1,0 +1,88 @@
+"""The life of a shards folder, whichever way it was tokenized: skip, refuse, clear, publish.
+
+Both tokenization paths stage their shards in a hidden folder (``.partial/`` for ``tokenize_corpus``,
+``.tokenize/`` for datatrove tasks) and :func:`publish` moves them into place and writes
+``manifest.json`` last, so a folder with a manifest is complete and one without never looks it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.atomic import write_json_atomic
+from lmfoundry.data.shards import MANIFEST, SPLITS, make_manifest, read_manifest
+
+logger = logging.getLogger(__name__)
+
+STAGING_DIRS = (".partial", ".tokenize")  # tokenize_corpus's, the datatrove tasks'
+
+
+def source_list(files: list[Path]) -> list[dict[str, Any]]:
+    """The manifest's ``sources``: what a rerun compares to decide whether the inputs changed."""
+    return [{"path": str(p), "bytes": p.stat().st_size} for p in files]
+
+
+def complete_and_current(
+    output_dir: Path, fingerprint: str, sources: list[dict], settings: dict, overwrite: bool
+) -> bool:
+    """True when ``output_dir`` already holds exactly what this call would write (so: nothing to do)."""
+    if not (output_dir / MANIFEST).is_file():
+        return False
+    old = read_manifest(output_dir)
+    same_tokenizer = old["tokenizer_fingerprint"] == fingerprint
+    same_inputs = old.get("sources") == sources and all(old.get(k) == v for k, v in settings.items())
+    if same_tokenizer and same_inputs and not overwrite:
+        logger.info("%s is complete for this tokenizer and these inputs; nothing to do", output_dir)
+        return True
+    if not overwrite:
+        what = "a different tokenizer" if not same_tokenizer else "different inputs or settings"
+        raise FileExistsError(
+            f"{output_dir / MANIFEST}: shards were made with {what}; pass --overwrite to replace them"
+        )
+    return False
+
+
+def clear(output_dir: Path) -> None:
+    """Remove finished output (the manifest first, so the folder stops looking complete); an
+    unfinished run's staging is left for that path to resume or reset."""
+    manifest = output_dir / MANIFEST
+    if manifest.exists():
+        logger.info("replacing the shards in %s", output_dir)
+        manifest.unlink()
+        for staging in STAGING_DIRS:
+            shutil.rmtree(output_dir / staging, ignore_errors=True)
+    for split in SPLITS:
+        if (output_dir / split).exists():
+            shutil.rmtree(output_dir / split)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def publish(
+    output_dir: Path, staging: Path, records: list[dict[str, Any]], inputs: str, **fields: Any
+) -> dict[str, Any]:
+    """Move the staged split folders into ``output_dir``, drop ``staging``, write the manifest last.
+
+    ``fields`` go to :func:`~lmfoundry.data.shards.make_manifest`; shards are listed split by split
+    in name order. A corpus without training documents is an error naming ``inputs``.
+    """
+    manifest = make_manifest(sorted(records, key=lambda r: (SPLITS.index(r["split"]), r["path"])), **fields)
+    summaries = manifest["splits"]
+    if summaries["train"]["documents"] == 0:
+        shutil.rmtree(staging)
+        raise ValueError(f"no training documents in {inputs} (all empty or all in val)")
+    if manifest.get("val_fraction", 0) > 0 and summaries["val"]["documents"] == 0:
+        logger.warning(
+            "val_fraction=%g put no document in val (%d documents in all): raise it for a validation split",
+            manifest["val_fraction"],
+            summaries["train"]["documents"],
+        )
+    for split in SPLITS:
+        if (staging / split).is_dir():
+            os.replace(staging / split, output_dir / split)
+    shutil.rmtree(staging)
+    write_json_atomic(output_dir / MANIFEST, manifest)
+    return manifest
