@@ -13,6 +13,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmfoundry.data.executors import EXECUTORS
+
 # name -> default parameters ({} = the stock defaults of the underlying rule). The defaults follow
 # FineWeb, except that C4's line-level punctuation rule is off (as in FineWeb) and the bad-words
 # rule is off (it removes the King James Bible, among much else that is fine to train on).
@@ -38,7 +40,6 @@ DEDUP_DEFAULTS: dict[str, Any] = {
     "seed": 1,
 }
 OUTPUT_FORMATS = ("jsonl", "parquet")
-EXECUTORS = ("local", "slurm", "ray")
 WORD_TOKENIZERS = ("regex", "spacy")
 
 

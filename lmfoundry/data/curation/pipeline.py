@@ -45,6 +45,7 @@ from lmfoundry.data.curation.filters import HtmlExtractor, build_filters
 from lmfoundry.data.curation.report import build_report, format_summary, merge_stage_stats
 from lmfoundry.data.curation.sources import SourceReader, discover_inputs
 from lmfoundry.data.curation.words import RegexWordTokenizer
+from lmfoundry.data.executors import make_executor
 
 logger = logging.getLogger(__name__)
 
@@ -88,36 +89,17 @@ def _fingerprint(config: CurateConfig, inputs: list[Any]) -> dict[str, Any]:
 def _make_executor(
     config: CurateConfig, pipeline: list, tasks: int, logging_dir: Path, depends=None, parallel: bool = True
 ):
-    """The datatrove executor the config asks for, with completion markers under ``logging_dir``.
-
-    Locally, ``parallel=False`` runs the tasks one after another in this process: for light stages
-    that is faster than starting worker processes (each imports lmfoundry, torch included).
-    """
-    options = dict(config.executor_options)
-    if config.executor == "slurm":
-        from datatrove.executor.slurm import SlurmPipelineExecutor
-
-        return SlurmPipelineExecutor(
-            pipeline=pipeline, tasks=tasks, logging_dir=str(logging_dir), depends=depends, **options
-        )
-    if config.executor == "ray":
-        from datatrove.executor.ray import RayPipelineExecutor
-
-        return RayPipelineExecutor(
-            pipeline=pipeline, tasks=tasks, workers=config.workers, logging_dir=str(logging_dir), **options
-        )
-    import multiprocess
-    from datatrove.executor.local import LocalPipelineExecutor
-
-    # Workers fork from one server process that has imported the pipeline's modules once.
-    multiprocess.set_forkserver_preload([__name__])
-    return LocalPipelineExecutor(
-        pipeline=pipeline,
+    """The executor the config asks for (:func:`lmfoundry.data.executors.make_executor`)."""
+    return make_executor(
+        config.executor,
+        pipeline,
         tasks=tasks,
-        workers=min(config.workers, tasks) if parallel else 1,
-        logging_dir=str(logging_dir),
-        skip_completed=True,
-        **options,
+        workers=config.workers,
+        logging_dir=logging_dir,
+        options=config.executor_options,
+        depends=depends,
+        parallel=parallel,
+        preload=(__name__,),
     )
 
 
