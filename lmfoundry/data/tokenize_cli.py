@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+
+from lmfoundry.data.executors import EXECUTORS
 
 
 def register(subparsers) -> None:
@@ -36,22 +39,51 @@ def register(subparsers) -> None:
         "--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: 1e8)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace shards made with another tokenizer")
+    scale = parser.add_argument_group(
+        "datatrove executor",
+        "run as datatrove tasks, each writing its own <rank>_... shards, then merge one manifest "
+        "(default: one local job with --workers encoding processes)",
+    )
+    scale.add_argument(
+        "--executor", choices=EXECUTORS, help="local, slurm or ray; --workers tasks run at once locally"
+    )
+    scale.add_argument("--tasks", type=int, help="tasks the input files are split into (default: --workers)")
+    scale.add_argument(
+        "--executor-options",
+        type=json.loads,
+        metavar="JSON",
+        help='passed to the datatrove executor, e.g. \'{"partition": "cpu", "time": "04:00:00"}\'',
+    )
     parser.set_defaults(func=_tokenize)
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    from lmfoundry.data.tokenize import tokenize_corpus
+    settings = {
+        "val_fraction": args.val_fraction,
+        "text_field": args.text_field,
+        "workers": args.workers,
+        "shard_tokens": args.shard_tokens,
+        "overwrite": args.overwrite,
+    }
+    if args.executor or args.tasks or args.executor_options:
+        from lmfoundry.data.tokenize_executor import tokenize_on_executor
 
-    manifest = tokenize_corpus(
-        args.input,
-        args.tokenizer,
-        args.output,
-        val_fraction=args.val_fraction,
-        text_field=args.text_field,
-        workers=args.workers,
-        shard_tokens=args.shard_tokens,
-        overwrite=args.overwrite,
-    )
+        manifest = tokenize_on_executor(
+            args.input,
+            args.tokenizer,
+            args.output,
+            executor=args.executor or "local",
+            tasks=args.tasks or args.workers,
+            executor_options=args.executor_options,
+            **settings,
+        )
+        if not manifest.get("splits"):
+            print(f"tasks submitted (logs: {manifest['logging_dir']}); rerun this command once they finish")
+            return 0
+    else:
+        from lmfoundry.data.tokenize import tokenize_corpus
+
+        manifest = tokenize_corpus(args.input, args.tokenizer, args.output, **settings)
     for split, summary in manifest["splits"].items():
         print(
             f"{split}: {summary['documents']} documents, {summary['tokens']} tokens in {summary['shards']} shard(s), "
