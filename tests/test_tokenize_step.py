@@ -91,6 +91,12 @@ def test_step_in_a_datatrove_pipeline_reading_curated_jsonl(tmp_path, tok_dir, c
     ]
     LocalPipelineExecutor(pipeline, tasks=2, workers=1, logging_dir=str(tmp_path / "logs")).run()
     assert not (out / "manifest.json").exists()
+    manifest = merge_tasks(out)
+    assert_same_as_reference(out, manifest, reference)
+    LocalPipelineExecutor(pipeline, tasks=2, workers=1, logging_dir=str(tmp_path / "logs")).run()  # skipped
+    assert merge_tasks(out) == manifest
+    # the same script with fresh logs runs again and replaces the shards in place
+    LocalPipelineExecutor(pipeline, tasks=2, workers=1, logging_dir=str(tmp_path / "logs2")).run()
     assert_same_as_reference(out, merge_tasks(out), reference)
 
 

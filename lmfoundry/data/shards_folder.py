@@ -64,7 +64,8 @@ def clear(output_dir: Path) -> None:
 def publish(
     output_dir: Path, staging: Path, records: list[dict[str, Any]], inputs: str, **fields: Any
 ) -> dict[str, Any]:
-    """Move the staged split folders into ``output_dir``, drop ``staging``, write the manifest last.
+    """Move the staged split folders into ``output_dir`` (replacing any older shards there), drop
+    ``staging``, and write the manifest last.
 
     ``fields`` go to :func:`~lmfoundry.data.shards.make_manifest`; shards are listed split by split
     in name order. A corpus without training documents is an error naming ``inputs``.
@@ -80,7 +81,9 @@ def publish(
             manifest["val_fraction"],
             summaries["train"]["documents"],
         )
+    (output_dir / MANIFEST).unlink(missing_ok=True)  # shards made before this run, if any, go first
     for split in SPLITS:
+        shutil.rmtree(output_dir / split, ignore_errors=True)
         if (staging / split).is_dir():
             os.replace(staging / split, output_dir / split)
     shutil.rmtree(staging)

@@ -36,7 +36,7 @@ from lmfoundry.data.shard_encoding import (
     check_val_fraction,
     open_encoder,
 )
-from lmfoundry.data.shards import SPLITS
+from lmfoundry.data.shards import MANIFEST, SPLITS, read_manifest
 from lmfoundry.data.shards_folder import publish
 from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
@@ -139,12 +139,15 @@ def merge_tasks(
     """Publish the finished tasks' shards in ``output_dir`` with ``manifest.json``; returns it.
 
     Every rank must have finished with the same tokenizer and settings; otherwise this raises,
-    naming the missing ranks, and the folder stays incomplete. ``fields`` (``text_field``,
+    naming the missing ranks, and the folder stays incomplete. Once merged, calling it again
+    returns the manifest. ``fields`` (``text_field``,
     ``sources``) are recorded in the manifest; ``inputs`` names the data in errors.
     """
     output_dir = Path(output_dir)
     staging = output_dir / STAGING
     records = sorted((staging / TASKS).glob("*.json"))
+    if not records and (output_dir / MANIFEST).is_file():
+        return read_manifest(output_dir)  # merged already: the rerun of a finished pipeline
     if not records:
         raise FileNotFoundError(f"{staging / TASKS}: no finished tokenization task; run the pipeline first")
     tasks = [json.loads(path.read_text(encoding="utf-8")) for path in records]
