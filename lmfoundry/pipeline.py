@@ -55,11 +55,45 @@ class TokenizerSection:
 
 @dataclass
 class TokenizeSection:
-    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize.tokenize_corpus`."""
+    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize.tokenize_corpus`.
+
+    With ``tasks`` set or a non-local ``executor``, the shards are written by that many datatrove
+    tasks (:func:`lmfoundry.data.tokenize_executor.tokenize_on_executor`; ``workers`` of them at once
+    locally), so tokenization scales out on Slurm or Ray like curation does. The shards and the
+    manifest are the same either way.
+    """
 
     val_fraction: float = 0.01
     workers: int = 1
     shard_tokens: int = 100_000_000
+    tasks: int | None = None
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from lmfoundry.data.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"recipe field tokenize.executor: {self.executor!r}; allowed: {', '.join(EXECUTORS)}")
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError(f"recipe field tokenize.tasks must be at least 1, got {self.tasks}")
+
+
+class StageSubmitted(Exception):
+    """A stage handed its work to a cluster scheduler (Slurm) and returned before it ran: the run
+    stops there, without the stage's marker, and the same command resumes once the jobs finish."""
+
+    def __init__(self, stage: str, logging_dir: str | None) -> None:
+        super().__init__(f"stage {stage}: jobs submitted to the cluster (logs: {logging_dir}); "
+                         "rerun the same command once they finish")
+        self.stage = stage
+
+
+def _finished(stage: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` of a data stage, unless its executor only submitted jobs (then ``StageSubmitted``)."""
+    if result.get("submitted"):
+        raise StageSubmitted(stage, result.get("logging_dir"))
+    return result
 
 
 @dataclass
@@ -169,7 +203,7 @@ def stage_curate(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, A
         folders = write_default_corpus(layout.corpus)
         data["inputs"] = [str(folders["books"]), str(folders["code"])]
     config = parse_section(CurateConfig, {"data": data}, "data")
-    stats = curate(config, layout.curate)
+    stats = _finished("curate", curate(config, layout.curate))
     return {
         "documents_read": stats["read"]["documents_out"],
         "documents_kept": stats["output"]["documents"],
@@ -201,16 +235,17 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
 
 def stage_tokenize(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
     from lmfoundry.data.tokenize import tokenize_corpus
+    from lmfoundry.data.tokenize_executor import tokenize_on_executor
 
     section = parse_section(TokenizeSection, recipe, "tokenize")
-    manifest = tokenize_corpus(
-        [layout.curate],
-        layout.tokenizer,
-        layout.shards,
-        val_fraction=section.val_fraction,
-        workers=section.workers,
-        shard_tokens=section.shard_tokens,
-    )
+    common = {"val_fraction": section.val_fraction, "workers": section.workers, "shard_tokens": section.shard_tokens}
+    if section.tasks is None and section.executor == "local":
+        manifest = tokenize_corpus([layout.curate], layout.tokenizer, layout.shards, **common)
+    else:
+        manifest = _finished("tokenize", tokenize_on_executor(
+            [layout.curate], layout.tokenizer, layout.shards, tasks=section.tasks or 1,
+            executor=section.executor, executor_options=section.executor_options, **common,
+        ))
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
 
@@ -285,7 +320,12 @@ def run_pipeline(recipe: dict[str, dict[str, Any]], output: str | Path | None = 
         else:
             logger.info("stage %s: starting", stage)
             start = time.perf_counter()
-            result = STAGE_FUNCTIONS[stage](recipe, run, layout)
+            try:
+                result = STAGE_FUNCTIONS[stage](recipe, run, layout)
+            except StageSubmitted as submitted:
+                logger.info("%s", submitted)
+                summary["pending"] = {"stage": stage, "message": str(submitted)}
+                break
             record = {"seconds": round(time.perf_counter() - start, 1), "result": result, "skipped": False}
             write_json_atomic(marker, {k: v for k, v in record.items() if k != "skipped"})
             logger.info("stage %s: done in %.1fs", stage, record["seconds"])
@@ -303,4 +343,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         if len(result) > 140:
             result = result[:137] + "..."
         lines.append(f"{stage:<10} {record['seconds']:>8.1f}  {result}{note}")
+    if "pending" in summary:
+        lines += ["", summary["pending"]["message"]]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -106,3 +107,51 @@ def test_a_bad_recipe_fails_before_any_stage_runs(tmp_path, capsys):
     assert main(["run", "tiny", "--output", str(run_dir), "--train.nosuchfield", "1"]) == 2
     assert "nosuchfield" in capsys.readouterr().err
     assert not (run_dir / ".stages").exists()
+
+
+def test_tokenize_stage_on_a_cluster_executor_stops_then_resumes(finished_run, tmp_path, monkeypatch, capsys):
+    """``tokenize.executor: slurm``: the run submits the tasks and stops without the stage's marker;
+    once the array has run, the same command merges the shards (the same tokens as the local
+    stage) and carries on. Slurm is a fake ``sbatch``; the array's tasks are played here."""
+    import dill
+
+    source, args = finished_run
+    run_dir = tmp_path / "run"
+    layout, done = RunLayout(run_dir), RunLayout(source)
+    for stage in ("curate", "tokenizer"):  # reuse the finished run's first two stages
+        shutil.copytree(getattr(done, stage), getattr(layout, stage))
+        layout.marker(stage).parent.mkdir(exist_ok=True)
+        shutil.copy(done.marker(stage), layout.marker(stage))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"sbatch": "echo Submitted batch job 42", "scontrol": "echo node1"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    slurm = json.dumps({"time": "00:10:00", "partition": "cpu", "slurm_logs_folder": str(tmp_path / "slurm")})
+    cluster_args = [
+        *[a if a != str(source) else str(run_dir) for a in args],
+        "--run.stages", "[curate, tokenizer, tokenize]",
+        "--tokenize.tasks", "2", "--tokenize.executor", "slurm", "--tokenize.executor_options", slurm,
+    ]
+    capsys.readouterr()
+    assert main(cluster_args) == 0
+    assert "rerun the same command once they finish" in capsys.readouterr().out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["pending"]["stage"] == "tokenize" and "tokenize" not in summary["stages"]
+    assert not layout.marker("tokenize").exists() and not (layout.shards / "manifest.json").exists()
+
+    with open(layout.shards / ".tokenize" / "logs" / "executor.pik", "rb") as f:
+        array_job = dill.load(f)
+    monkeypatch.setenv("SLURM_NODELIST", "node1")
+    for index in range(2):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(index))
+        array_job.run()
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    assert main(cluster_args) == 0
+    assert layout.marker("tokenize").exists()
+    local = json.loads((done.shards / "manifest.json").read_text())["splits"]
+    merged = json.loads((layout.shards / "manifest.json").read_text())["splits"]
+    for split in local:
+        assert merged[split]["tokens"] == local[split]["tokens"]
+        assert merged[split]["documents"] == local[split]["documents"]
