@@ -181,3 +181,26 @@ def test_an_untrained_model_of_the_same_shape_scores_0(models, tmp_path):
     folders, data_dir = models
     results = run_eval(folders["untrained"], data_dir, tmp_path / "results.json")
     assert results["results"] == {"gsm8k": {"exact_match": 0.0}, "humaneval": {"pass@1": 0.0}}
+
+
+def test_default_budgets_leave_a_short_context_room_for_the_prompt(models, tmp_path, capsys):
+    # HumanEval's default 512 new tokens fill a 512-token context: the budget is capped at half the
+    # context, so the prompt is still seen (it used to be cut to its last token, scoring 0)
+    folders, data_dir = models
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in folders["memorized"].iterdir():
+        (short / f.name).write_bytes(f.read_bytes())
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
+    argv = ["eval", str(short), "--tasks", "humaneval", "--data-dir", str(data_dir), "--device", "cpu"]
+    assert main([*argv, "--output", str(tmp_path / "results.json")]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["results"]["humaneval"] == {"pass@1": 1.0}
+    assert results["details"]["humaneval"]["max_new_tokens"] == 256
+    # asking for more new tokens than the context holds is an error, not a silently emptied prompt
+    assert main([*argv, "--output", str(tmp_path / "r2.json"), "--max-new-tokens", "512"]) == 2
+    assert (
+        "max_new_tokens=512 leaves no room for a prompt in the model's 512-token context"
+        in capsys.readouterr().err
+    )

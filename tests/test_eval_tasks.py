@@ -138,6 +138,17 @@ def test_generation_with_left_padding_equals_one_prompt_at_a_time(lm, model_dir)
     assert batched[0][2:4] not in cut[0] and batched[0].startswith(cut[0])
 
 
+def test_a_prompt_longer_than_the_context_keeps_its_end_and_says_so(lm, caplog):
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 40  # far over the 128-token context
+    with caplog.at_level("WARNING", logger="lmfoundry.eval.lm"):
+        cut = lm.generate([long_prompt, "A"], max_new_tokens=8)
+    assert "1 of 2 prompts are longer than the 120 tokens" in caplog.text
+    assert cut[0] == lm.generate([lm.tokenizer.decode(lm.encode(long_prompt)[-120:])], max_new_tokens=8)[0]
+    with pytest.raises(ValueError, match="max_new_tokens=128 leaves no room for a prompt"):
+        lm.generate(["A"], max_new_tokens=128)
+    assert lm.new_tokens(None, 512) == 64 and lm.new_tokens(20, 512) == 20
+
+
 @pytest.fixture
 def lm_eval_results(model_dir, data_dir, tmp_path):
     import lm_eval

@@ -35,7 +35,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--temperature", type=float, help="HumanEval sampling temperature (default 0 for n=1, else 0.8)"
     )
-    p.add_argument("--max-new-tokens", type=int, help="generation budget (default: GSM8K 256, HumanEval 512)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="generation budget (default: GSM8K 256, HumanEval 512, at most half the model's context)",
+    )
     p.add_argument("--sandbox-timeout", type=float, default=10.0, help="seconds per HumanEval program")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own modeling code")

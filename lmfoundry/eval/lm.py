@@ -167,6 +167,11 @@ class LanguageModel:
         return results
 
     # ---- generation ----------------------------------------------------------------------------
+    def new_tokens(self, requested: int | None, default: int) -> int:
+        """A task's generation budget: ``requested``, else ``default`` capped at half the context so
+        that a model with a short context (a 256-token tiny model) still sees its prompts."""
+        return requested or min(default, self.max_length // 2)
+
     @torch.no_grad()
     def generate(
         self,
@@ -179,13 +184,32 @@ class LanguageModel:
     ) -> list[str]:
         """Complete each prompt (left-padded batches), cut at the first stop sequence.
 
-        Greedy when ``temperature`` is 0. Sampling is seeded per batch from ``seed``, so a run is
+        A prompt longer than the context leaves beside ``max_new_tokens`` keeps its end (with a
+        warning); ``max_new_tokens`` must be below the context. Greedy when ``temperature`` is 0. Sampling is seeded per batch from ``seed``, so a run is
         reproducible for a given seed and batch size.
         """
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        budget = max(1, self.max_length - max_new_tokens)
-        encoded = [self.encode(p)[-budget:] for p in prompts]
+        if max_new_tokens >= self.max_length:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the model's "
+                f"{self.max_length}-token context; ask for fewer new tokens (--max-new-tokens)"
+            )
+        budget = self.max_length - max_new_tokens
+        encoded = [self.encode(p) for p in prompts]
+        too_long = sum(len(ids) > budget for ids in encoded)
+        if too_long:
+            logger.warning(
+                "%s: %d of %d prompts are longer than the %d tokens a %d-token context leaves beside "
+                "%d new tokens; their beginnings are cut off",
+                desc,
+                too_long,
+                len(prompts),
+                budget,
+                self.max_length,
+                max_new_tokens,
+            )
+        encoded = [ids[-budget:] for ids in encoded]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(prompts)
         batches = enumerate(tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False, unit="batch"))

@@ -17,6 +17,7 @@ from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
 from lmfoundry.eval.tasks import TaskOptions, TaskResult
 
+DEFAULT_NEW_TOKENS = 256  # at most half the model's context
 STOP = ("Question:", "\n\n", "</s>", "<|im_end|>", "<|endoftext|>")
 LOCAL_LAYOUT = "gsm8k/train.jsonl and gsm8k/test.jsonl (fields question, answer ending in '#### N')"
 _FINAL = re.compile(r"####\s*(-?[$0-9.,]+)")
@@ -48,7 +49,7 @@ class GSM8KTask:
 
     def __init__(self, options: TaskOptions) -> None:
         self.num_fewshot = 8 if options.num_fewshot is None else options.num_fewshot
-        self.max_new_tokens = options.max_new_tokens or 256
+        self.max_new_tokens = options.max_new_tokens
         if options.data_dir:
             folder = options.data_dir / "gsm8k"
             paths = {s: require_file(folder / f"{s}.jsonl", LOCAL_LAYOUT) for s in ("train", "test")}
@@ -67,7 +68,8 @@ class GSM8KTask:
 
     def run(self, lm: LanguageModel) -> TaskResult:
         prompts = [build_prompt(self.shots, d["question"]) for d in self.test]
-        completions = lm.generate(prompts, self.max_new_tokens, stop=STOP, desc="gsm8k")
+        max_new_tokens = lm.new_tokens(self.max_new_tokens, DEFAULT_NEW_TOKENS)
+        completions = lm.generate(prompts, max_new_tokens, stop=STOP, desc="gsm8k")
         predictions = [extract_answer(c) for c in completions]
         score = load_metric("exact_match").compute(
             predictions=[p or "" for p in predictions], references=self.references
@@ -78,5 +80,10 @@ class GSM8KTask:
         ]
         return TaskResult(
             metrics={"exact_match": score["exact_match"]},
-            details={"num_fewshot": self.num_fewshot, "num_questions": len(samples), "samples": samples},
+            details={
+                "num_fewshot": self.num_fewshot,
+                "num_questions": len(samples),
+                "max_new_tokens": max_new_tokens,
+                "samples": samples,
+            },
         )

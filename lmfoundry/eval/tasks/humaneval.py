@@ -24,6 +24,7 @@ STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 FIELDS = ("task_id", "prompt", "test", "entry_point")
 LOCAL_LAYOUT = "humaneval/HumanEval.jsonl.gz (fields task_id, prompt, test, entry_point)"
 K_VALUES = (1, 10, 100)
+DEFAULT_NEW_TOKENS = 512  # at most half the model's context
 
 
 def load_problems(options: TaskOptions) -> list[dict[str, Any]]:
@@ -58,16 +59,17 @@ class HumanEvalTask:
         self.temperature = default_temperature if options.temperature is None else options.temperature
         if self.num_samples > 1 and self.temperature == 0:
             raise ValueError("humaneval: several samples per problem need a temperature above 0")
-        self.max_new_tokens = options.max_new_tokens or 512
+        self.max_new_tokens = options.max_new_tokens
         self.seed = options.seed
         self.problems = load_problems(options)[: options.limit]
         self.sandbox = sandbox or Sandbox(SandboxLimits(timeout_s=options.sandbox_timeout))
 
     def run(self, lm: LanguageModel) -> TaskResult:
         prompts = [p["prompt"] for p in self.problems for _ in range(self.num_samples)]
+        max_new_tokens = lm.new_tokens(self.max_new_tokens, DEFAULT_NEW_TOKENS)
         completions = lm.generate(
             prompts,
-            self.max_new_tokens,
+            max_new_tokens,
             stop=STOP,
             temperature=self.temperature,
             seed=self.seed,
@@ -98,6 +100,7 @@ class HumanEvalTask:
                 "num_questions": len(per_problem),
                 "num_samples": self.num_samples,
                 "temperature": self.temperature,
+                "max_new_tokens": max_new_tokens,
                 "problems": per_problem,
             },
         )
