@@ -192,8 +192,9 @@ class LanguageModel:
         """Complete each prompt (left-padded batches), cut at the first stop sequence.
 
         A prompt longer than the context leaves beside ``max_new_tokens`` keeps its end (with a
-        warning); ``max_new_tokens`` must be below the context. Greedy when ``temperature`` is 0. Sampling is seeded per batch from ``seed``, so a run is
-        reproducible for a given seed and batch size.
+        warning); ``max_new_tokens`` must be below the context. Stop sequences count only in the
+        generated text. Greedy when ``temperature`` is 0. Sampling is seeded per batch from ``seed``,
+        so a run is reproducible for a given seed and batch size.
         """
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -242,9 +243,9 @@ class LanguageModel:
                     temperature=temperature if sampling else None,
                     top_p=None,
                     top_k=None,
-                    stopping_criteria=StoppingCriteriaList([StopInGenerated(tok, stop, width)])
-                    if stop
-                    else None,
+                    stopping_criteria=StoppingCriteriaList(
+                        [StopInGenerated(tok, stop, width)] if stop else []
+                    ),
                     pad_token_id=pad,
                     eos_token_id=tok.eos_token_id,
                 )
