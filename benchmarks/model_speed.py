@@ -3,7 +3,8 @@
 Both models get the same config and the same weights (Foundry's state dict loaded strictly into
 Llama), sdpa attention and fp32, in one process. Single training steps and single generations are
 interleaved A-B-B-A so load changes on a shared machine hit both models alike; the median per model
-is reported.
+is reported. The peak memory of a training step is measured too (``HeapPeak``; glibc's malloc
+statistics, so Linux; ratio = Llama / Foundry).
 
     python benchmarks/model_speed.py            # hidden 256, 4 layers, batch 8 x 256
     python benchmarks/model_speed.py --quick    # smaller and fewer repeats, < 1 minute
@@ -12,11 +13,15 @@ is reported.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import LlamaForCausalLM
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
@@ -80,6 +85,44 @@ def generate_run(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) 
     return measure
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+class HeapPeak(TorchDispatchMode):
+    """The most heap in use (glibc ``mallinfo2``: allocated arena bytes + mmapped blocks) seen after
+    any torch op, forward and backward alike. CPU tensors live on the malloc heap, so this is the
+    CPU analogue of ``torch.cuda.max_memory_allocated``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+        self._mallinfo2.restype = _Mallinfo2
+        self.peak = 0
+
+    def in_use(self) -> int:
+        info = self._mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, self.in_use())
+        return out
+
+
+def step_peak_memory_mb(model: torch.nn.Module, batch: torch.Tensor) -> float:
+    """MB the heap grows by at its peak during one training step, over what it holds between steps
+    (weights, gradients freed, AdamW state: a warm-up step creates the state first)."""
+    step = train_step(model, batch)
+    step()
+    gc.collect()
+    with HeapPeak() as heap:
+        baseline = heap.in_use()
+        step()
+    return (heap.peak - baseline) / 2**20
+
+
 def interleave(measures: dict[str, Callable[[], float]], rounds: int) -> tuple[dict[str, float], float]:
     """Per-model median rate, and the median over rounds of the paired ratio first/second model.
 
@@ -127,6 +170,7 @@ def main() -> None:
     generate, generate_ratio = interleave(
         {n: generate_run(m, prompt, new_tokens) for n, m in models.items()}, generate_rounds
     )
+    memory = {name: step_peak_memory_mb(model, batch) for name, model in models.items()}
 
     print(f"config: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, {n_params / 1e6:.1f}M params, "
           f"sdpa, fp32, {args.threads} threads; train batch {batch_size}x{seq_len}, "
@@ -137,8 +181,13 @@ def main() -> None:
     print(f"{'metric':<24}{'foundry':>12}{'llama':>12}{'ratio':>8}")
     for name, result, ratio in rows:
         print(f"{name:<24}{result['foundry']:>12.1f}{result['llama']:>12.1f}{ratio:>8.3f}")
+    memory_ratio = memory["llama"] / memory["foundry"]
+    print(f"{'train_step_peak_mb':<24}{memory['foundry']:>12.1f}{memory['llama']:>12.1f}{memory_ratio:>8.3f}"
+          "   (peak heap growth in a step; lower is better, ratio = llama / foundry)")
     for name, result, ratio in rows:
         print(f"RESULT {name} ours={result['foundry']:.1f} ref={result['llama']:.1f} ratio={ratio:.3f} target=1.0")
+    print(f"RESULT train_step_peak_mb ours={memory['foundry']:.1f} ref={memory['llama']:.1f} "
+          f"ratio={memory_ratio:.3f} target=1.0")
 
 
 if __name__ == "__main__":
