@@ -8,6 +8,8 @@ statistics, so Linux; ratio = Llama / Foundry).
 
     python benchmarks/model_speed.py            # hidden 256, 4 layers, batch 8 x 256
     python benchmarks/model_speed.py --quick    # smaller and fewer repeats, < 1 minute
+    python benchmarks/model_speed.py --device cuda --bf16 --hidden 768 --layers 12 --vocab 32768 \
+        --batch 16 --seq-len 1024               # the `small` recipe's shape on a GPU, with MFU
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from transformers import LlamaForCausalLM
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.modeling.convert import llama_config_from_foundry
+from lmfoundry.training.throughput import mfu, peak_flops
 
 
 def build_pair(hidden: int, layers: int, vocab: int, seq_len: int) -> dict[str, torch.nn.Module]:
@@ -48,28 +51,41 @@ def build_pair(hidden: int, layers: int, vocab: int, seq_len: int) -> dict[str, 
     return {"foundry": foundry, "llama": llama}
 
 
-def train_step(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], float]:
-    """Returns a measurement: tokens/s of one forward + backward + AdamW step."""
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer or a memory reading sees it done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step(model: torch.nn.Module, batch: torch.Tensor, bf16: bool = False) -> Callable[[], float]:
+    """Returns a measurement: tokens/s of one forward + backward + AdamW step (bf16 autocast if asked)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def measure() -> float:
         model.train()
+        _sync(batch.device)
         start = time.perf_counter()
-        loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        _sync(batch.device)
         return batch.numel() / (time.perf_counter() - start)
 
     return measure
 
 
-def generate_run(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) -> Callable[[], float]:
+def generate_run(
+    model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int, bf16: bool = False
+) -> Callable[[], float]:
     """Returns a measurement: generated tokens/s of one greedy decode with the KV cache."""
 
     @torch.no_grad()
+    @torch.autocast(prompt.device.type, dtype=torch.bfloat16, enabled=bf16)
     def measure() -> float:
         model.eval()
+        _sync(prompt.device)
         start = time.perf_counter()
         model.generate(
             prompt,
@@ -80,6 +96,7 @@ def generate_run(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) 
             use_cache=True,
             pad_token_id=0,
         )
+        _sync(prompt.device)
         return prompt.shape[0] * new_tokens / (time.perf_counter() - start)
 
     return measure
@@ -111,12 +128,18 @@ class HeapPeak(TorchDispatchMode):
         return out
 
 
-def step_peak_memory_mb(model: torch.nn.Module, batch: torch.Tensor) -> float:
-    """MB the heap grows by at its peak during one training step, over what it holds between steps
-    (weights, gradients freed, AdamW state: a warm-up step creates the state first)."""
-    step = train_step(model, batch)
+def step_peak_memory_mb(model: torch.nn.Module, batch: torch.Tensor, bf16: bool = False) -> float:
+    """MB memory grows by at its peak during one training step, over what it holds between steps
+    (weights, gradients freed, AdamW state: a warm-up step creates the state first). On a GPU,
+    from torch's allocator statistics; on CPU, from the heap (``HeapPeak``)."""
+    step = train_step(model, batch, bf16)
     step()
     gc.collect()
+    if batch.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(batch.device)
+        baseline = torch.cuda.memory_allocated(batch.device)
+        step()
+        return (torch.cuda.max_memory_allocated(batch.device) - baseline) / 2**20
     with HeapPeak() as heap:
         baseline = heap.in_use()
         step()
@@ -154,26 +177,32 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 weights), as mixed-precision training")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     batch_size, seq_len = (4, 128) if args.quick else (args.batch, args.seq_len)
     train_rounds, generate_rounds = (3, 2) if args.quick else (16, 8)
     prompt_len, new_tokens = (16, 16) if args.quick else (32, 64)
 
-    models = build_pair(args.hidden, args.layers, args.vocab, seq_len)
+    models = {name: model.to(device) for name, model in build_pair(args.hidden, args.layers, args.vocab, seq_len).items()}
     n_params = models["foundry"].num_parameters()
     generator = torch.Generator().manual_seed(0)
-    batch = torch.randint(0, args.vocab, (batch_size, seq_len), generator=generator)
-    prompt = torch.randint(1, args.vocab, (batch_size, prompt_len), generator=generator)
+    batch = torch.randint(0, args.vocab, (batch_size, seq_len), generator=generator).to(device)
+    prompt = torch.randint(1, args.vocab, (batch_size, prompt_len), generator=generator).to(device)
 
-    train, train_ratio = interleave({n: train_step(m, batch) for n, m in models.items()}, train_rounds)
+    train, train_ratio = interleave({n: train_step(m, batch, args.bf16) for n, m in models.items()}, train_rounds)
     generate, generate_ratio = interleave(
-        {n: generate_run(m, prompt, new_tokens) for n, m in models.items()}, generate_rounds
+        {n: generate_run(m, prompt, new_tokens, args.bf16) for n, m in models.items()}, generate_rounds
     )
-    memory = {name: step_peak_memory_mb(model, batch) for name, model in models.items()}
+    memory = {name: step_peak_memory_mb(model, batch, args.bf16) for name, model in models.items()}
+    peak = peak_flops(device)
+    flops = models["foundry"].flops_per_token(seq_len)
 
+    precision = "bf16 autocast" if args.bf16 else "fp32"
     print(f"config: hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, {n_params / 1e6:.1f}M params, "
-          f"sdpa, fp32, {args.threads} threads; train batch {batch_size}x{seq_len}, "
+          f"sdpa, {precision}, {device} ({args.threads} CPU threads); train batch {batch_size}x{seq_len}, "
           f"generate batch {batch_size} prompt {prompt_len} + {new_tokens} new tokens; "
           f"medians of {2 * train_rounds} interleaved steps / {2 * generate_rounds} generations per model; "
           f"ratio = median of per-round paired ratios")
@@ -181,6 +210,8 @@ def main() -> None:
     print(f"{'metric':<24}{'foundry':>12}{'llama':>12}{'ratio':>8}")
     for name, result, ratio in rows:
         print(f"{name:<24}{result['foundry']:>12.1f}{result['llama']:>12.1f}{ratio:>8.3f}")
+    if peak:
+        print(f"{'train_mfu':<24}{mfu(flops, train['foundry'], peak, 1):>12.3f}{mfu(flops, train['llama'], peak, 1):>12.3f}")
     memory_ratio = memory["llama"] / memory["foundry"]
     print(f"{'train_step_peak_mb':<24}{memory['foundry']:>12.1f}{memory['llama']:>12.1f}{memory_ratio:>8.3f}"
           "   (peak heap growth in a step; lower is better, ratio = llama / foundry)")
