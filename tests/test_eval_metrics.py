@@ -86,6 +86,8 @@ def test_bits_per_byte_from_summed_losses():
         (" Half of 9 is 4.5\nThe answer is 4.5.", "4.5"),
         (" #### -12\nQuestion: 99", "-12"),
         (" no digits here", None),
+        (" 6 * 7 = 42\n#### .", "42"),  # a final line without a number: fall back to the last number
+        (" She owes $5.\n#### $-5", "$-5"),  # normalized to -5 by exact_match
     ],
 )
 def test_gsm8k_answer_extraction(completion, answer):

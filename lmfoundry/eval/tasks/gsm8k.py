@@ -20,8 +20,10 @@ from lmfoundry.eval.tasks import TaskOptions, TaskResult
 DEFAULT_NEW_TOKENS = 256  # at most half the model's context
 STOP = ("Question:", "\n\n", "</s>", "<|im_end|>", "<|endoftext|>")
 LOCAL_LAYOUT = "gsm8k/train.jsonl and gsm8k/test.jsonl (fields question, answer ending in '#### N')"
-_FINAL = re.compile(r"####\s*(-?[$0-9.,]+)")
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+_NUMBER_PATTERN = r"-?\$?\d[\d,]*(?:\.\d+)?"
+_NUMBER = re.compile(_NUMBER_PATTERN)
+# A final answer must hold a digit: "#### ." is no answer, and the last number counts instead.
+_FINAL = re.compile(r"####\s*(\$?" + _NUMBER_PATTERN + ")")
 
 
 def extract_answer(text: str) -> str | None:
