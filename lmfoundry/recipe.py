@@ -12,6 +12,7 @@ Sections in use: ``run`` (output folder, seed), ``data`` (curation), ``tokenizer
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,27 @@ from lmfoundry.atomic import write_text_atomic
 
 T = TypeVar("T")
 SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false``.
+
+    PyYAML follows YAML 1.1, where ``yes/no/on/off`` are booleans too, so ``mixed_precision: no``
+    (a string field whose allowed values include ``"no"``) would arrive as ``False``. Fields
+    declared ``bool`` still accept ``yes``/``no``: :func:`parse_section` coerces those strings.
+    """
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def builtin_recipe_path(name: str) -> Path:
@@ -48,7 +70,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """Read a recipe, check its section names, and apply ``--section.field value`` overrides."""
     path = resolve_recipe_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
@@ -82,7 +104,7 @@ def apply_overrides(recipe: dict[str, dict[str, Any]], overrides: list[str]) -> 
         section, field = key.split(".", 1)
         if section not in SECTIONS:
             raise ValueError(f"override --{key}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}")
-        recipe.setdefault(section, {})[field] = yaml.safe_load(value)
+        recipe.setdefault(section, {})[field] = _load_yaml(value)
 
 
 def parse_section(cls: type[T], recipe: dict[str, dict[str, Any]], section: str) -> T:

@@ -36,6 +36,20 @@ def test_overrides_replace_fields_with_yaml_typed_values():
     assert parse_section(Section, {"s": {"maybe": "4"}}, "s").maybe == 4
 
 
+def test_yes_no_on_off_stay_strings_where_a_field_wants_a_string(tmp_path):
+    """YAML 1.1 would read ``no`` as False; ``mixed_precision: no`` must stay the string "no"."""
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  mixed_precision: no\n  compile: no\n  gradient_checkpointing: false\n")
+    recipe = load_recipe(path, ["--data.progress", "off", "--train.report_to", "none"])
+    assert recipe["train"] == {"mixed_precision": "no", "compile": "no", "gradient_checkpointing": False,
+                               "report_to": "none"}
+    assert load_recipe("tiny", ["--train.mixed_precision", "no"])["train"]["mixed_precision"] == "no"
+    parsed = parse_section(Section, {"s": {"flag": "no", "name": "on"}}, "s")
+    assert parsed.flag is False and parsed.name == "on"
+    dump_recipe(recipe, tmp_path / "dumped.yaml")
+    assert load_recipe(tmp_path / "dumped.yaml")["train"] == recipe["train"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
