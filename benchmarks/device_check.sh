@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared command for a session that is lent a GPU (about 8 minutes on one H200):
+#   1. benchmarks/model_speed.py at the `small` recipe's shape under bf16 autocast: Foundry vs
+#      LlamaForCausalLM training and generation tokens/s, MFU, peak memory.
+#   2. the real training loop, `accelerate launch` on one GPU in bf16 with torch.compile: the `small`
+#      model for STEPS steps; metrics.jsonl carries tokens/s and MFU per logged step.
+#   3. the same loop under FSDP2 (lmfoundry/recipes/accelerate/fsdp.yaml, one process) for STEPS/2
+#      steps with a sharded checkpoint, then resumed from it for STEPS/4 more: the loss must continue.
+# The data is the running Python's standard library (tokenizer + shards built here), so the check
+# needs only torch, transformers, accelerate, tokenizers, tiktoken, safetensors, matplotlib and
+# PyYAML, which the device image has; neither datasets nor datatrove is imported.
+#
+#   bash benchmarks/device_check.sh                       # on the GPU machine; results under $OUT
+#   DEVICE_CHECK_CPU=1 bash benchmarks/device_check.sh    # rehearsal on CPU: tiny shapes, a few minutes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device_check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+log() { echo "== $* ($(date +%T))"; }
+
+if [[ -n "${DEVICE_CHECK_CPU:-}" ]]; then
+  STEPS=${STEPS:-8}
+  speed=(--quick --threads 2)
+  model=(--model.hidden_size 64 --model.intermediate_size 128 --model.num_hidden_layers 2
+         --model.num_attention_heads 4 --model.num_key_value_heads 2 --model.max_position_embeddings 128)
+  train=(--train.seq_len 128 --train.micro_batch_size 4 --train.global_batch_size 8 --train.compile false
+         --train.mixed_precision no)
+  launch=(--cpu --num_processes 1 --mixed_precision no)
+  fsdp=(--config_file lmfoundry/recipes/accelerate/ddp.yaml --cpu --num_processes 1 --mixed_precision no)
+  vocab=1024
+else
+  STEPS=${STEPS:-60}
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+  speed=(--device cuda --bf16 --threads 16 --hidden 768 --layers 12 --vocab 32768 --batch 16 --seq-len 1024)
+  model=()
+  train=(--train.micro_batch_size 16 --train.global_batch_size 64)
+  launch=(--num_processes 1 --num_machines 1 --mixed_precision bf16 --dynamo_backend no)
+  fsdp=(--config_file lmfoundry/recipes/accelerate/fsdp.yaml --num_processes 1)
+  vocab=32768
+fi
+common=(--train.shards "$OUT/shards" --train.tokenizer "$OUT/tokenizer" --train.max_tokens null
+        --train.log_every 5 --train.eval_every 0 --train.sample_every 0 --train.report_to none
+        --train.warmup_steps 10 "${model[@]}" "${train[@]}")
+
+log "1/3 model_speed"
+python benchmarks/model_speed.py "${speed[@]}" 2>&1 | tee "$OUT/model_speed.txt"
+
+log "data: tokenizer and shards from the standard library"
+python - "$OUT" "$vocab" <<'EOF'
+import json, sys, sysconfig
+from pathlib import Path
+from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.tokenization import train_tokenizer
+out, vocab = Path(sys.argv[1]), int(sys.argv[2])
+corpus = out / "stdlib.jsonl"
+with corpus.open("w", encoding="utf-8") as f:
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):  # top-level modules, ~7 MB
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            f.write(json.dumps({"text": text}) + "\n")
+train_tokenizer([corpus], vocab, out / "tokenizer", held_out_fraction=0.01)
+manifest = tokenize_corpus([corpus], out / "tokenizer", out / "shards", val_fraction=0.01, workers=8, overwrite=True)
+print({split: manifest["splits"][split]["tokens"] for split in manifest["splits"]})
+EOF
+
+report() {  # the last train record of a run: loss, tokens/s, MFU
+  python - "$1/metrics.jsonl" <<'EOF'
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+run = next(r for r in records if r.get("kind") == "run")
+last = [r for r in records if r.get("kind") == "train"][-1]
+print({k: run.get(k) for k in ("device_type", "device_name", "num_processes", "mixed_precision", "distributed_type", "versions")})
+print({k: last.get(k) for k in ("step", "loss", "grad_norm", "tokens_per_s", "mfu", "train_time_s")})
+EOF
+}
+
+log "2/3 training loop, one GPU, bf16"
+rm -rf "$OUT/single"
+accelerate launch "${launch[@]}" -m lmfoundry.train small --output "$OUT/single" "${common[@]}" \
+  --train.max_steps "$STEPS" 2>&1 | tail -n 20 | tee "$OUT/single.txt"
+report "$OUT/single" | tee -a "$OUT/single.txt"
+
+log "3/3 FSDP2: train, checkpoint, resume"
+rm -rf "$OUT/fsdp"
+half=$((STEPS / 2)); more=$((STEPS / 2 + STEPS / 4))
+accelerate launch "${fsdp[@]}" -m lmfoundry.train small --output "$OUT/fsdp" "${common[@]}" \
+  --train.compile false --train.max_steps "$half" --train.checkpoint_every "$half" 2>&1 | tail -n 20 | tee "$OUT/fsdp.txt"
+accelerate launch "${fsdp[@]}" -m lmfoundry.train small --output "$OUT/fsdp" --resume "${common[@]}" \
+  --train.compile false --train.max_steps "$more" --train.checkpoint_every "$half" 2>&1 | tail -n 20 | tee -a "$OUT/fsdp.txt"
+report "$OUT/fsdp" | tee -a "$OUT/fsdp.txt"
+log "done: $OUT"
