@@ -40,6 +40,8 @@ from .configuration_foundry import FoundryConfig
 # Name of the cache field on model outputs (``generate`` reads the cache back from it).
 _CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
 _MASK_PARAMS = set(inspect.signature(create_causal_mask).parameters)
+# torch >= 2.4; remote-code users on an older torch take RMSNorm's composite path everywhere.
+_HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")
 
 # Keys of the ``auto_map`` written to config.json: AutoModel and AutoModelForCausalLM both load the folder.
 AUTO_MAP = {
@@ -102,7 +104,7 @@ class FoundryRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        if input_dtype == self.weight.dtype and not (
+        if _HAS_FUSED_RMS_NORM and input_dtype == self.weight.dtype and not (
             torch.is_grad_enabled() and (hidden_states.requires_grad or self.weight.requires_grad)
         ):
             return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
