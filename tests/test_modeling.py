@@ -298,6 +298,43 @@ def test_fused_lm_head_loss_is_independent_of_the_chunking():
         assert torch.allclose(weight.grad, expected[1], atol=1e-6), chunk
 
 
+def test_frozen_head_gets_no_gradient_and_the_rest_the_same():
+    """A frozen LM head (as under LoRA) is left without a gradient, and the fused path skips its
+    matmul; every other parameter still gets the unfused path's gradient."""
+    model = tiny_model()
+    model.lm_head.weight.requires_grad_(False)
+    ids = torch.randint(2, VOCAB, (2, 12))
+    results = {}
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        model.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        results[mode] = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert model.lm_head.weight.grad is None
+    for name, grad in results["eval"].items():
+        assert torch.allclose(results["train"][name], grad, atol=1e-6), name
+
+
+def test_a_replaced_head_is_called_not_bypassed():
+    """A head that computes more than ``hidden @ weight.T`` (an adapter, a quantized layer) keeps
+    its own forward in training: the fused loss only takes a plain ``nn.Linear``."""
+
+    class ScaledHead(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2.0 * super().forward(x)
+
+    model = tiny_model()
+    ids = torch.randint(2, VOCAB, (2, 12))
+    plain = model.train()(ids, labels=ids)
+    scaled = ScaledHead(64, VOCAB, bias=False)
+    scaled.weight = model.lm_head.weight
+    model.lm_head = scaled
+    out = model(ids, labels=ids)
+    assert out.logits is not None  # the unfused path ran, through the head's own forward
+    expected = F.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+    assert torch.allclose(out.loss, expected, atol=1e-6) and not torch.allclose(out.loss, plain.loss)
+
+
 def test_training_loss_and_gradients_match_llama():
     """The fused training path trains exactly like ``LlamaForCausalLM`` on the same weights."""
     model = tiny_model().train()

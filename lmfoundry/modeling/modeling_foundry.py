@@ -183,8 +183,10 @@ class FusedLMHeadLoss(torch.autograd.Function):
         ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
         denominator: torch.Tensor, z_loss_coef: float, chunk: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+        # Only the gradients autograd will ask for: a frozen head (as under LoRA) costs no [V, H] matmul.
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
         ce_sum = hidden.new_zeros((), dtype=torch.float32)
         z_sum = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], chunk):
@@ -200,8 +202,10 @@ class FusedLMHeadLoss(torch.autograd.Function):
                 grad.mul_(1.0 + 2.0 * z_loss_coef * lse)
             grad.scatter_add_(-1, index, torch.full_like(lse, -1.0))
             grad = grad.mul_(valid / denominator).to(weight.dtype)
-            grad_hidden[start : start + chunk] = grad @ weight
-            grad_weight += grad.t() @ rows.to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[start : start + chunk] = grad @ weight
+            if grad_weight is not None:
+                grad_weight += grad.t() @ rows.to(weight.dtype)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         z_loss = z_loss_coef * z_sum / denominator
@@ -211,7 +215,11 @@ class FusedLMHeadLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_loss, (grad_weight * grad_loss).to(ctx.weight_dtype), None, None, None, None
+        return (
+            None if grad_hidden is None else grad_hidden * grad_loss,
+            None if grad_weight is None else (grad_weight * grad_loss).to(ctx.weight_dtype),
+            None, None, None, None,
+        )
 
 
 class FoundryResidualLinear(nn.Linear):
@@ -578,7 +586,7 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
 
         logits = loss = z_loss = None
         has_targets = labels is not None or shift_labels is not None
-        if has_targets and self.training and self._lm_head_is_local():
+        if has_targets and self.training and self._lm_head_is_fusable():
             loss, z_loss = self.fused_lm_loss(hidden_states, labels, num_items_in_batch, shift_labels)
         else:
             logits = self.lm_head(hidden_states)
@@ -595,11 +603,16 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         )
         return output if self._return_dict(return_dict) else output.to_tuple()
 
-    def _lm_head_is_local(self) -> bool:
-        """Whether this process holds the whole LM head weight. DeepSpeed ZeRO-3 gathers a module's
-        parameters only inside that module's own call, so the fused loss (which reads the weight
-        directly) falls back to calling ``lm_head`` when the weight is a ZeRO-3 partition."""
-        return not hasattr(self.lm_head.weight, "ds_id")
+    def _lm_head_is_fusable(self) -> bool:
+        """Whether the fused loss may read ``lm_head.weight`` instead of calling ``lm_head``.
+
+        Only for a plain ``nn.Linear`` without bias whose whole weight this process holds. A
+        wrapped or replaced head (a LoRA adapter on it, a bitsandbytes quantized layer) computes
+        more than ``hidden @ weight.T``, and DeepSpeed ZeRO-3 gathers a module's parameters only
+        inside that module's own call: all of those take the unfused path.
+        """
+        head = self.lm_head
+        return type(head) is nn.Linear and head.bias is None and not hasattr(head.weight, "ds_id")
 
     def fused_lm_loss(
         self,
