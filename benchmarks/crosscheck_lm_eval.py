@@ -89,19 +89,16 @@ def write_data(root: Path, n_test: int, seed: int) -> list[str]:
 
 def build_model(out: Path, corpus: list[str], steps: int) -> Path:
     from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-    from lmfoundry.tokenization import train_tokenizer
+    from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
     tokenizer = train_tokenizer(corpus * 4, 512, out, show_progress=False, overwrite=True)
     config = FoundryConfig(
-        vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     torch.manual_seed(0)
     model = FoundryForCausalLM(config)

@@ -20,7 +20,7 @@ from lmfoundry.cli import main
 from lmfoundry.eval.tasks import TaskOptions
 from lmfoundry.eval.tasks.gsm8k import GSM8KTask
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.tokenization import train_tokenizer
+from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
 GSM8K_TRAIN = [
     {
@@ -115,15 +115,12 @@ def models(tmp_path_factory):
     pairs = training_pairs(data_dir)
     tokenizer = train_tokenizer([p for p, _ in pairs] * 3, 320, root / "tok", show_progress=False)
     config = FoundryConfig(
-        vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=1024,  # room for the 8-shot prompt plus the default 256 new tokens
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     folders = {}
     for name in ("untrained", "memorized"):

@@ -18,7 +18,7 @@ from lmfoundry.eval import LanguageModel, evaluate_bpb, evaluate_model
 from lmfoundry.eval.tasks import TaskOptions
 from lmfoundry.eval.tasks.humaneval import HumanEvalTask
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.tokenization import train_tokenizer
+from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
 TEXTS = [
     f"Question {i}: what is {i} plus {i + 1}? Answer: {2 * i + 1}. The quick brown fox jumps over the lazy dog."
@@ -47,15 +47,12 @@ def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalmodel")
     tokenizer = train_tokenizer(TEXTS, 320, root / "model", show_progress=False)
     config = FoundryConfig(
-        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=128,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     torch.manual_seed(0)
     FoundryForCausalLM(config).save_pretrained(root / "model")

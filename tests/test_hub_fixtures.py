@@ -10,7 +10,7 @@ import yaml
 
 from lmfoundry.data.curation.report import build_report
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.tokenization import train_tokenizer
+from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
 CORPUS = [
     f"In the beginning {i} the quick brown fox jumps over the lazy dog, and the dog sleeps {i % 7} hours."
@@ -25,10 +25,8 @@ def build_tiny_model(model_dir: Path, seed: int = 0) -> FoundryForCausalLM:
     tokenizer = train_tokenizer(CORPUS, 320, model_dir, show_progress=False)
     torch.manual_seed(seed)
     config = FoundryConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, **special_token_ids(tokenizer),
     )
     model = FoundryForCausalLM(config).eval()
     model.save_pretrained(model_dir)

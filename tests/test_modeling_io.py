@@ -17,7 +17,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaFo
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM, FoundryModel
 from lmfoundry.modeling.convert import foundry_to_llama, llama_to_foundry
-from lmfoundry.tokenization import train_tokenizer
+from lmfoundry.tokenization import special_token_ids, train_tokenizer
 
 VOCAB = 320
 
@@ -165,10 +165,7 @@ def test_text_generation_pipeline_with_a_trained_tokenizer(tmp_path):
     corpus = [f"The quick brown fox {i} jumps over the lazy dog number {i * 7}." for i in range(300)]
     tokenizer = train_tokenizer(corpus, vocab_size=VOCAB, output_dir=tmp_path, show_progress=False)
     model = tiny_model(
-        vocab_size=len(tokenizer),
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     model.save_pretrained(tmp_path)
     generator = pipeline("text-generation", model=str(tmp_path))
