@@ -9,6 +9,7 @@ that was interrupted. The marker also keeps the stage's wall time and key number
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -55,25 +56,24 @@ class TokenizerSection:
 
 @dataclass
 class TokenizeSection:
-    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize.tokenize_corpus`.
+    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize_executor.tokenize_shards`.
 
-    With ``tasks`` set or a non-local ``executor``, the shards are written by that many datatrove
-    tasks (:func:`lmfoundry.data.tokenize_executor.tokenize_on_executor`; ``workers`` of them at once
-    locally), so tokenization scales out on Slurm or Ray like curation does. The shards and the
-    manifest are the same either way.
+    With ``tasks``, ``executor`` or ``executor_options`` set, the shards are written by datatrove
+    tasks (``tasks`` defaults to ``workers``; ``workers`` of them at once locally), so tokenization
+    scales out on Slurm or Ray like curation does. The shards and the manifest are the same either way.
     """
 
     val_fraction: float = 0.01
     workers: int = 1
     shard_tokens: int = 100_000_000
     tasks: int | None = None
-    executor: str = "local"
+    executor: str | None = None
     executor_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from lmfoundry.data.executors import EXECUTORS
 
-        if self.executor not in EXECUTORS:
+        if self.executor is not None and self.executor not in EXECUTORS:
             raise ValueError(f"recipe field tokenize.executor: {self.executor!r}; allowed: {', '.join(EXECUTORS)}")
         if self.tasks is not None and self.tasks < 1:
             raise ValueError(f"recipe field tokenize.tasks must be at least 1, got {self.tasks}")
@@ -234,18 +234,12 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
 
 
 def stage_tokenize(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
-    from lmfoundry.data.tokenize import tokenize_corpus
-    from lmfoundry.data.tokenize_executor import tokenize_on_executor
+    from lmfoundry.data.tokenize_executor import tokenize_shards
 
     section = parse_section(TokenizeSection, recipe, "tokenize")
-    common = {"val_fraction": section.val_fraction, "workers": section.workers, "shard_tokens": section.shard_tokens}
-    if section.tasks is None and section.executor == "local":
-        manifest = tokenize_corpus([layout.curate], layout.tokenizer, layout.shards, **common)
-    else:
-        manifest = _finished("tokenize", tokenize_on_executor(
-            [layout.curate], layout.tokenizer, layout.shards, tasks=section.tasks or 1,
-            executor=section.executor, executor_options=section.executor_options, **common,
-        ))
+    manifest = _finished("tokenize", tokenize_shards(
+        [layout.curate], layout.tokenizer, layout.shards, **dataclasses.asdict(section)
+    ))
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
 

@@ -58,32 +58,24 @@ def register(subparsers) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    settings = {
-        "val_fraction": args.val_fraction,
-        "text_field": args.text_field,
-        "workers": args.workers,
-        "shard_tokens": args.shard_tokens,
-        "overwrite": args.overwrite,
-    }
-    if args.executor or args.tasks or args.executor_options:
-        from lmfoundry.data.tokenize_executor import tokenize_on_executor
+    from lmfoundry.data.tokenize_executor import tokenize_shards
 
-        manifest = tokenize_on_executor(
-            args.input,
-            args.tokenizer,
-            args.output,
-            executor=args.executor or "local",
-            tasks=args.tasks or args.workers,
-            executor_options=args.executor_options,
-            **settings,
-        )
-        if not manifest.get("splits"):
-            print(f"tasks submitted (logs: {manifest['logging_dir']}); rerun this command once they finish")
-            return 0
-    else:
-        from lmfoundry.data.tokenize import tokenize_corpus
-
-        manifest = tokenize_corpus(args.input, args.tokenizer, args.output, **settings)
+    manifest = tokenize_shards(
+        args.input,
+        args.tokenizer,
+        args.output,
+        tasks=args.tasks,
+        executor=args.executor,
+        executor_options=args.executor_options,
+        workers=args.workers,
+        val_fraction=args.val_fraction,
+        text_field=args.text_field,
+        shard_tokens=args.shard_tokens,
+        overwrite=args.overwrite,
+    )
+    if not manifest.get("splits"):
+        print(f"tasks submitted (logs: {manifest['logging_dir']}); rerun this command once they finish")
+        return 0
     for split, summary in manifest["splits"].items():
         print(
             f"{split}: {summary['documents']} documents, {summary['tokens']} tokens in {summary['shards']} shard(s), "

@@ -89,6 +89,31 @@ def tokenize_on_executor(
     return merge_tasks(output_dir, inputs_named, text_field=text_field, sources=sources)
 
 
+def tokenize_shards(
+    inputs: str | Path | Iterable[str | Path],
+    tokenizer_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    tasks: int | None = None,
+    executor: str | None = None,
+    executor_options: dict[str, Any] | None = None,
+    workers: int = 1,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The shard stage as ``lmfoundry data tokenize`` and ``lmfoundry run`` start it: one local job
+    (:func:`~lmfoundry.data.tokenize.tokenize_corpus`) unless an executor setting is given, then
+    :func:`tokenize_on_executor` with ``tasks`` defaulting to ``workers``. ``settings``: the
+    remaining keyword arguments both take (``val_fraction``, ``text_field``, ...)."""
+    if executor is None and tasks is None and not executor_options:
+        from lmfoundry.data.tokenize import tokenize_corpus
+
+        return tokenize_corpus(inputs, tokenizer_dir, output_dir, workers=workers, **settings)
+    return tokenize_on_executor(
+        inputs, tokenizer_dir, output_dir, tasks=tasks or workers, workers=workers,
+        executor=executor or "local", executor_options=executor_options, **settings,
+    )
+
+
 def _reset_if_changed(staging: Path, identity: dict[str, Any]) -> None:
     """Finished tasks of *this* job are kept for the rerun to skip; anything else is removed."""
     path = staging / "config.json"
