@@ -21,3 +21,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Real inputs nobody here wrote (books, WARC crawls, corrupt files, HumanEval, GSM8K), read-only, beside the
+# repository as ../shared (the README of each folder lists its files). They are not copied into the repo.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The ``../shared`` folder; a missing one is an error, not a skip: these tests prove real-input behaviour."""
+    if not (SHARED / "corpora").is_dir():
+        raise FileNotFoundError(f"{SHARED}: expected the shared real-input folder beside the repository")
+    return SHARED
