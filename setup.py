@@ -42,7 +42,7 @@ DATA_REQUIRES = [
     "lxml_html_clean>=0.4",  # trafilatura 2.3 fails to import without it (WARC extraction)
 ]
 EVAL_REQUIRES = ["lm-eval>=0.4.8"]
-TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", *DATA_REQUIRES, *EVAL_REQUIRES]
+TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "import-linter>=2.1", *DATA_REQUIRES, *EVAL_REQUIRES]
 # spaCy: only the curation benchmark's reference side (stock datatrove filters) needs it.
 DEV_REQUIRES = ["ruff>=0.8", "spacy>=3.7", *TEST_REQUIRES]
 

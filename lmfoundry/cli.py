@@ -1,8 +1,10 @@
-"""The `lmfoundry` command: one verb per stage, plus `run` and `quickstart` for the whole journey.
+"""The ``lmfoundry`` command: gathers the verbs each stage package declares in its ``cli.py``.
 
-Each stage package owns its verbs: it exposes ``register(subparsers)`` in the module listed below,
-adding parsers whose ``func`` default takes the parsed ``argparse.Namespace`` and returns an exit code.
-Registration modules import only argparse-level code so that ``lmfoundry --help`` stays fast.
+    lmfoundry <verb> [RECIPE] [--section.field VALUE ...]      (see lmfoundry.command)
+
+Only the chosen verb's parser is built, so ``lmfoundry --help`` imports no stage, torch or
+transformers. Every verb runs inside :func:`lmfoundry.errors.run_verb`: an expected failure is one
+line and exit 2, a diverged training run exit 3.
 """
 
 from __future__ import annotations
@@ -10,75 +12,98 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Callable
 
-# verb group -> modules that add sub-commands to it (None: top-level verbs)
-REGISTRY: dict[str | None, list[str]] = {
-    None: [
-        "lmfoundry.tokenization.cli",
-        "lmfoundry.training.cli",
-        "lmfoundry.eval.cli",
-        "lmfoundry.hub.cli",
-        "lmfoundry.generation_cli",
-        "lmfoundry.pipeline_cli",
-    ],
-    "data": ["lmfoundry.data.curation.cli", "lmfoundry.data.tokenize_cli"],
-}
-GROUP_HELP = {"data": "curate raw sources and tokenize clean documents into shards"}
+from lmfoundry.command import Verb, add_common_arguments, load_runner, parse_invocation
+from lmfoundry.errors import run_verb
+
+# The modules that declare verbs (each has VERBS: a tuple of lmfoundry.command.Verb), in --help order.
+VERB_MODULES = (
+    "lmfoundry.pipeline.cli",
+    "lmfoundry.data.curation.cli",
+    "lmfoundry.tokenization.cli",
+    "lmfoundry.data.tokenize_cli",
+    "lmfoundry.training.cli",
+    "lmfoundry.eval.cli",
+    "lmfoundry.generation.cli",
+    "lmfoundry.hub.cli",
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmfoundry", description="Build a language model from raw text.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for group, modules in REGISTRY.items():
-        target = verbs
-        if group is not None:
-            group_parser = verbs.add_parser(group, help=GROUP_HELP[group])
-            target = group_parser.add_subparsers(dest=f"{group}_verb", metavar="VERB", required=True)
-        for module in modules:
-            importlib.import_module(module).register(target)
+def all_verbs() -> dict[str, Verb]:
+    verbs: dict[str, Verb] = {}
+    for module in VERB_MODULES:
+        for verb in importlib.import_module(module).VERBS:
+            verbs[verb.name] = verb
+    return verbs
+
+
+def _top_parser(verbs: dict[str, Verb]) -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<18} {verb.help}" for name, verb in verbs.items())
+    parser = argparse.ArgumentParser(
+        prog="lmfoundry",
+        usage="lmfoundry [-v] [--debug] VERB [RECIPE] [--section.field VALUE ...]",
+        description="Build a language model from raw text.",
+        epilog=f"verbs:\n{listing}\n\n`lmfoundry VERB --help` lists every option of a verb with its type, default and doc.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(parser)
+    parser.add_argument("verb", nargs="?", metavar="VERB", help=argparse.SUPPRESS)
     return parser
 
 
+def _split_verb(argv: list[str], verbs: dict[str, Verb]) -> tuple[str | None, list[str], list[str]]:
+    """``(verb name, arguments before it, arguments after it)``; a verb may be two words (``data curate``)."""
+    words = [i for i, arg in enumerate(argv) if not arg.startswith("-")]
+    if not words:
+        return None, argv, []
+    first = words[0]
+    two = " ".join(argv[first:first + 2])
+    if two in verbs:
+        return two, argv[:first], argv[first + 2:]
+    return argv[first], argv[:first], argv[first + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    # Verbs that take a recipe accept `--section.field VALUE` overrides after their own options.
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "accepts_overrides", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if extra or not hasattr(args, "overrides"):
-        args.overrides = extra
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not args.verbose:
-        # huggingface_hub's HTTP client logs every request at INFO: keep that for -v.
-        for name in ("httpx", "httpx2"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    return run_verb(args.func, args)
-
-
-def run_verb(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a verb; user mistakes and a diverged training run end in one clear line, not a traceback.
-
-    Exit codes: 0 done, 2 bad configuration or input, 3 training stopped after too many rollbacks.
-    """
-    try:
-        return int(func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as err:
-        print(f"lmfoundry: error: {err}", file=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = all_verbs()
+    name, before, after = _split_verb(argv, verbs)
+    top = _top_parser(verbs)
+    if name is None:
+        top.parse_args(before)
+        top.print_help()
         return 2
-    except RuntimeError as err:
-        from lmfoundry.training.loop import TrainingDivergedError
+    if name not in verbs:
+        groups = sorted({v.split()[0] for v in verbs if " " in v})
+        hint = f" ({name} takes a sub-verb: " + ", ".join(v for v in verbs if v.startswith(name + " ")) + ")" \
+            if name in groups else ""
+        top.error(f"unknown verb {name!r}{hint}; verbs: {', '.join(verbs)}")
+    rest = before + after
+    return run_verb(lambda: _run(verbs[name], rest), debug="--debug" in rest)
 
-        if not isinstance(err, TrainingDivergedError):
-            raise
-        print(f"lmfoundry: training stopped: {err}", file=sys.stderr)
-        return 3
+
+def _run(verb: Verb, argv: list[str]) -> int:
+    invocation, args = parse_invocation(verb, argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(load_runner(verb)(invocation) or 0)
+    except OSError as err:
+        # A buffered write that hits a full disk reports no file: it was writing the verb's output.
+        if err.errno is not None and err.filename is None:
+            err.filename = getattr(invocation.options, "output", None)
+        raise
+
+
+def _configure_logging(verbose: bool) -> None:
+    # Under `accelerate launch` every rank runs the verb; only rank 0 narrates.
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    level = logging.DEBUG if verbose else logging.INFO if main_rank else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not verbose:
+        # huggingface_hub's HTTP client logs every request at INFO: keep that for -v.
+        for noisy in ("httpx", "httpx2"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import yaml
 from lmfoundry.atomic import write_text_atomic
 
 T = TypeVar("T")
-SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
+SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub", "generate")
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -100,11 +100,26 @@ def apply_overrides(recipe: dict[str, dict[str, Any]], overrides: list[str]) -> 
                 raise ValueError(f"override {item!r} has no value")
             key, value = item[2:], items.pop(0)
         pairs.append((key, value))
-    for key, value in pairs:
+    apply_values(recipe, dict(pairs))
+
+
+def apply_values(recipe: dict[str, dict[str, Any]], values: dict[str, str | list[str]]) -> None:
+    """Set ``section.field`` paths from command-line text: each value is read as a YAML scalar.
+
+    A list of values (an option given several words) becomes a YAML list, unless it is a single
+    word that is itself a YAML list (``[a, b]``).
+    """
+    for key, value in values.items():
         section, field = key.split(".", 1)
         if section not in SECTIONS:
-            raise ValueError(f"override --{key}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}")
-        recipe.setdefault(section, {})[field] = _load_yaml(value)
+            raise ValueError(f"option --{key}: unknown section {section!r}; allowed: {', '.join(SECTIONS)}")
+        if isinstance(value, list):
+            parsed = [_load_yaml(item) for item in value]
+            recipe.setdefault(section, {})[field] = (
+                parsed[0] if len(parsed) == 1 and isinstance(parsed[0], list) else parsed
+            )
+        else:
+            recipe.setdefault(section, {})[field] = _load_yaml(value)
 
 
 def parse_section(cls: type[T], recipe: dict[str, dict[str, Any]], section: str) -> T:

@@ -215,8 +215,8 @@ def test_cli_curate_with_recipe_and_flags(corpus, tmp_path, capsys):
         "data:\n  filters:\n    gopher_quality: false\n  dedup:\n    minhash: false\n  tasks: 2\n"
     )
     out = tmp_path / "out"
-    args = ["data", "curate", "--input", str(corpus["code"]), "--output", str(out), "--recipe", str(recipe)]
-    code = main([*args, "--workers", "1", "--no-progress"])
+    args = ["data", "curate", str(recipe), "--input", str(corpus["code"]), "--output", str(out)]
+    code = main([*args, "--workers", "1", "--data.progress", "false"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "kept 7 documents" in printed and "docs in" in printed
@@ -227,7 +227,7 @@ def test_cli_curate_with_recipe_and_flags(corpus, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  filters:\n    gopher: {}\n")
     o2, o3 = str(tmp_path / "o2"), str(tmp_path / "o3")
-    assert main(["data", "curate", "--input", str(corpus["code"]), "--output", o2, "--recipe", str(bad)]) == 2
+    assert main(["data", "curate", str(bad), "--input", str(corpus["code"]), "--output", o2]) == 2
     assert "unknown filter(s) gopher" in capsys.readouterr().err
     assert main(["data", "curate", "--input", str(tmp_path / "missing"), "--output", o3]) == 2
     assert "curation input not found" in capsys.readouterr().err

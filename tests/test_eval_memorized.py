@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from lmfoundry.cli import main
-from lmfoundry.eval.tasks import TaskOptions
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.tasks.gsm8k import GSM8KTask
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.tokenization import special_token_ids, train_tokenizer
@@ -69,7 +69,7 @@ def training_pairs(data_dir) -> list[tuple[str, str]]:
     """(prompt, completion) per test item, the prompt as the formats define it (lm-eval's gsm8k:
     ``Question: …\\nAnswer: …`` shots separated by blank lines; HumanEval: the problem's prompt)."""
     # which 8 shots and in what order: the task's own seeded draw
-    shots = GSM8KTask(TaskOptions(data_dir=data_dir)).shots
+    shots = GSM8KTask(EvalConfig(data_dir=data_dir)).shots
     assert len(shots) == 8
     examples = "".join(f"Question: {s['question']}\nAnswer: {s['answer']}\n\n" for s in shots)
     pairs = [(f"{examples}Question: {d['question']}\nAnswer:", f" {d['answer']}\n\n") for d in GSM8K_TEST]
@@ -139,7 +139,7 @@ def models(tmp_path_factory):
 
 def run_eval(model_dir, data_dir, out):
     """``lmfoundry eval`` with its defaults (8-shot GSM8K, greedy HumanEval, default token budgets)."""
-    argv = ["eval", str(model_dir), "--tasks", "gsm8k,humaneval", "--data-dir", str(data_dir)]
+    argv = ["eval", "--model", str(model_dir), "--tasks", "gsm8k,humaneval", "--data-dir", str(data_dir)]
     assert main([*argv, "--output", str(out), "--device", "cpu"]) == 0
     return json.loads(out.read_text())
 
@@ -190,7 +190,7 @@ def test_default_budgets_leave_a_short_context_room_for_the_prompt(models, tmp_p
         (short / f.name).write_bytes(f.read_bytes())
     config = json.loads((short / "config.json").read_text())
     (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 512}))
-    argv = ["eval", str(short), "--tasks", "humaneval", "--data-dir", str(data_dir), "--device", "cpu"]
+    argv = ["eval", "--model", str(short), "--tasks", "humaneval", "--data-dir", str(data_dir), "--device", "cpu"]
     assert main([*argv, "--output", str(tmp_path / "results.json")]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["results"]["humaneval"] == {"pass@1": 1.0}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from lmfoundry.cli import main
 from lmfoundry.eval import LanguageModel, evaluate_bpb, evaluate_model
-from lmfoundry.eval.tasks import TaskOptions
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.tasks.humaneval import HumanEvalTask
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.tokenization import special_token_ids, train_tokenizer
@@ -169,7 +169,7 @@ def lm_eval_results(model_dir, data_dir, tmp_path):
 
 def test_mmlu_runs_under_lm_eval_harness_and_both_agree(lm, data_dir, lm_eval_results):
     names, out = lm_eval_results
-    ours = evaluate_model(lm, ["mmlu"], data_dir=data_dir)["results"]["mmlu"]
+    ours = evaluate_model(lm, EvalConfig(tasks=["mmlu"], data_dir=data_dir))["results"]["mmlu"]
     assert ours["acc"] == pytest.approx(out["results"]["lmfoundry_mmlu"]["acc,none"], abs=1e-9)
     for name in names:
         for sample in out["samples"][name]:
@@ -181,7 +181,7 @@ def test_mmlu_runs_under_lm_eval_harness_and_both_agree(lm, data_dir, lm_eval_re
 def test_mmlu_scores_per_subject_micro_and_macro(lm, tmp_path):
     write_mmlu(tmp_path, subjects=("anatomy",), n_test=2)
     write_mmlu(tmp_path, subjects=("virology",), n_test=4)
-    results = evaluate_model(lm, "mmlu", data_dir=tmp_path, num_fewshot=1)
+    results = evaluate_model(lm, EvalConfig(tasks=["mmlu"], data_dir=tmp_path, num_fewshot=1))
     subjects = results["details"]["mmlu"]["subjects"]
     assert {s: v["n"] for s, v in subjects.items()} == {"anatomy": 2, "virology": 4}
     micro = (subjects["anatomy"]["acc"] * 2 + subjects["virology"]["acc"] * 4) / 6
@@ -235,7 +235,7 @@ def test_bpb_on_token_shards_uses_the_manifest_bytes(lm, model_dir, tmp_path):
 
 
 def test_humaneval_executes_completions_in_the_sandbox(lm, data_dir):
-    task = HumanEvalTask(TaskOptions(data_dir=data_dir, num_samples=2, temperature=1.0, max_new_tokens=16))
+    task = HumanEvalTask(EvalConfig(data_dir=data_dir, num_samples=2, temperature=1.0, max_new_tokens=16))
     assert task.check(
         [
             HUMANEVAL[0]["canonical_solution"],
@@ -257,7 +257,7 @@ def test_humaneval_executes_completions_in_the_sandbox(lm, data_dir):
 
 def test_cli_writes_results_json_and_markdown(model_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "eval" / "results.json"
-    argv = ["eval", str(model_dir), "--tasks", "bpb,mmlu,gsm8k,humaneval", "--data-dir", str(data_dir)]
+    argv = ["eval", "--model", str(model_dir), "--tasks", "bpb,mmlu,gsm8k,humaneval", "--data-dir", str(data_dir)]
     argv += [
         "--limit",
         "2",
@@ -286,29 +286,29 @@ def test_a_model_folder_without_tokenizer_is_a_clear_error(model_dir, data_dir, 
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):
         (bare / name).write_bytes((model_dir / name).read_bytes())
-    assert main(["eval", str(bare), "--tasks", "mmlu", "--data-dir", str(data_dir)]) == 2
+    assert main(["eval", "--model", str(bare), "--tasks", "mmlu", "--data-dir", str(data_dir)]) == 2
     assert f"{bare} has no tokenizer" in capsys.readouterr().err
-    assert main(["eval", str(model_dir), "--tasks", "gsm8k", "--data-dir", str(tmp_path)]) == 2
+    assert main(["eval", "--model", str(model_dir), "--tasks", "gsm8k", "--data-dir", str(tmp_path)]) == 2
     assert "gsm8k/train.jsonl not found" in capsys.readouterr().err
 
 
 def test_unknown_task_and_malformed_data_name_the_problem(model_dir, tmp_path, capsys):
-    assert main(["eval", str(model_dir), "--tasks", "mmlu,squad"]) == 2
+    assert main(["eval", "--model", str(model_dir), "--tasks", "mmlu,squad"]) == 2
     assert "unknown task(s) squad" in capsys.readouterr().err
     write_mmlu(tmp_path, subjects=("anatomy",))
     bad = tmp_path / "mmlu" / "test" / "anatomy_test.csv"
     bad.write_text(bad.read_text() + "only,four,columns,here\n")
     with pytest.raises(ValueError, match=r"anatomy_test.csv:4: expected 6 columns"):
-        evaluate_model(model_dir, "mmlu", data_dir=tmp_path)
+        evaluate_model(model_dir, EvalConfig(tasks=["mmlu"], data_dir=tmp_path))
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "q", "answer": "a\\n#### 1"}\n')
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q"}\n')
     with pytest.raises(ValueError, match=r"test.jsonl:1: missing field\(s\) answer"):
-        evaluate_model(model_dir, "gsm8k", data_dir=tmp_path, num_fewshot=1)
+        evaluate_model(model_dir, EvalConfig(tasks=["gsm8k"], data_dir=tmp_path, num_fewshot=1))
     (tmp_path / "humaneval").mkdir()
     (tmp_path / "humaneval" / "HumanEval.jsonl.gz").write_bytes(b"not gzip")
     with pytest.raises(ValueError, match=r"HumanEval\.jsonl\.gz: cannot be read"):
-        evaluate_model(model_dir, "humaneval", data_dir=tmp_path)
+        evaluate_model(model_dir, EvalConfig(tasks=["humaneval"], data_dir=tmp_path))
 
 
 def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_dir, tmp_path):
@@ -323,14 +323,14 @@ def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_di
     out = tmp_path / "results.json"
     with pytest.raises(ValueError, match="truncated"):
         evaluate_model(
-            lm, ["mmlu", "bpb"], data_dir=data_dir, bpb_data=tmp_path / "shards", output=out, limit=1
+            lm, EvalConfig(tasks=["mmlu", "bpb"], data_dir=data_dir, bpb_data=str(tmp_path / "shards"), limit=1), out
         )
     saved = json.loads(out.read_text())
     assert set(saved["results"]) == {"mmlu"}
 
 
 def test_offline_without_data_dir_humaneval_falls_back_and_mmlu_names_the_fix():
-    task = HumanEvalTask(TaskOptions(limit=3))  # conftest: HF_HUB_OFFLINE=1, like a machine without the Hub
+    task = HumanEvalTask(EvalConfig(limit=3))  # conftest: HF_HUB_OFFLINE=1, like a machine without the Hub
     assert [p["task_id"] for p in task.problems] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
     with pytest.raises(FileNotFoundError, match=r"cais/mmlu.*pass --data-dir DIR with mmlu/dev/"):
-        evaluate_model("unused-hub-id", "mmlu")
+        evaluate_model("unused-hub-id", EvalConfig(tasks=["mmlu"]))

@@ -10,7 +10,7 @@ import torch
 from test_hub_fixtures import build_tiny_model
 
 from lmfoundry.cli import main
-from lmfoundry.generation_cli import ChatSession, SamplingSettings, generate, load_model, run_chat
+from lmfoundry.generation import ChatSession, SamplingSettings, generate, load_model, run_chat
 
 PROMPT = "In the beginning"
 
@@ -60,7 +60,7 @@ def test_temperature_zero_is_greedy_and_streams(loaded):
 
 def test_seeded_sampling_is_deterministic_from_the_command_line(model_dir, capsys):
     def run(seed: int) -> str:
-        argv = ["generate", str(model_dir), PROMPT, "--max-new-tokens", "16", "--temperature", "1.5",
+        argv = ["generate", "--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "16", "--temperature", "1.5",
                 "--top-k", "0", "--top-p", "1.0", "--seed", str(seed), "--device", "cpu"]
         assert main(argv) == 0
         return capsys.readouterr().out
@@ -96,7 +96,7 @@ def test_chat_repl_reads_stdin(loaded):
 
 def test_chat_command_ends_at_end_of_input(model_dir, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("the quick\n"))
-    assert main(["chat", str(model_dir), "--max-new-tokens", "3", "--temperature", "0", "--device", "cpu"]) == 0
+    assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "3", "--temperature", "0", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.count("> ") == 2
 
 
@@ -118,10 +118,10 @@ def test_long_prompt_is_cut_to_the_context(loaded, caplog):
     (["--max-new-tokens", "0"], "--max-new-tokens"),
 ])
 def test_bad_settings_are_clear_errors(model_dir, capsys, flags, message):
-    assert main(["generate", str(model_dir), PROMPT, *flags]) == 2
+    assert main(["generate", "--model", str(model_dir), "--prompt", PROMPT, *flags]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
-    assert main(["generate", str(tmp_path / "nope"), PROMPT]) == 2
+    assert main(["generate", "--model", str(tmp_path / "nope"), "--prompt", PROMPT]) == 2
     assert "no such model folder" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import torch
 from hub_server import LocalHub
 from test_hub_fixtures import build_run_folder
 
-from lmfoundry.generation_cli import SamplingSettings, generate, load_model
+from lmfoundry.generation import SamplingSettings, generate, load_model
 
 TOKEN = "hf_lmfoundrySECRETtoken0123456789abcdef"
 WRONG_TOKEN = "hf_someoneELSEStoken0123456789abcdef"
@@ -110,26 +110,26 @@ def pushed(tmp_path_factory):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(run_dir / "model" / name, sharded)
     cases = [
-        (["push", str(run_dir), "--repo-id", "alice/bad-no-token"], None),
-        (["push", str(run_dir), "--repo-id", "not a valid id!"], TOKEN),
-        (["push", str(run_dir), "--repo-id", "alice/bad/nested"], TOKEN),
-        (["push", str(tmp / "no-tokenizer"), "--repo-id", "alice/bad-tokenizer"], TOKEN),
-        (["push", str(tmp / "no-weights"), "--repo-id", "alice/bad-weights"], TOKEN),
-        (["push", str(tmp / "bin-only"), "--repo-id", "alice/bad-bin"], TOKEN),
-        (["push", str(tmp / "no-code"), "--repo-id", "alice/bad-code"], TOKEN),
-        (["push", str(tmp / "lost-shard"), "--repo-id", "alice/bad-shard"], TOKEN),
-        (["push", str(tmp / "nowhere"), "--repo-id", "alice/bad-path"], TOKEN),
+        (["push", "--model", str(run_dir), "--repo-id", "alice/bad-no-token"], None),
+        (["push", "--model", str(run_dir), "--repo-id", "not a valid id!"], TOKEN),
+        (["push", "--model", str(run_dir), "--repo-id", "alice/bad/nested"], TOKEN),
+        (["push", "--model", str(tmp / "no-tokenizer"), "--repo-id", "alice/bad-tokenizer"], TOKEN),
+        (["push", "--model", str(tmp / "no-weights"), "--repo-id", "alice/bad-weights"], TOKEN),
+        (["push", "--model", str(tmp / "bin-only"), "--repo-id", "alice/bad-bin"], TOKEN),
+        (["push", "--model", str(tmp / "no-code"), "--repo-id", "alice/bad-code"], TOKEN),
+        (["push", "--model", str(tmp / "lost-shard"), "--repo-id", "alice/bad-shard"], TOKEN),
+        (["push", "--model", str(tmp / "nowhere"), "--repo-id", "alice/bad-path"], TOKEN),
     ]
     pushes = [
-        (["push", str(run_dir), "--repo-id", REPO, "--private"], TOKEN),
-        (["push", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"], TOKEN),
-        (["push", str(run_dir), "--repo-id", REPO], WRONG_TOKEN),
-        (["push", str(sharded), "--repo-id", OTHER_REPO], TOKEN),
-        (["push", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # one file replaces the shards
-        (["push", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # nothing changed: no new commit
+        (["push", "--model", str(run_dir), "--repo-id", REPO, "--private"], TOKEN),
+        (["push", "--model", str(manual), "--repo-id", REPO, "--revision", "dev", "--commit-message", "manual card"], TOKEN),
+        (["push", "--model", str(run_dir), "--repo-id", REPO], WRONG_TOKEN),
+        (["push", "--model", str(sharded), "--repo-id", OTHER_REPO], TOKEN),
+        (["push", "--model", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # one file replaces the shards
+        (["push", "--model", str(run_dir), "--repo-id", OTHER_REPO], TOKEN),  # nothing changed: no new commit
     ]
     # the repo is private: loading it by id needs the token too
-    generate_argv = (["generate", REPO, PROMPT, "--max-new-tokens", "6", "--temperature", "0"], TOKEN)
+    generate_argv = (["generate", "--model", REPO, "--prompt", PROMPT, "--max-new-tokens", "6", "--temperature", "0"], TOKEN)
     with LocalHub(tmp / "hub-storage", token=TOKEN) as hub:
         report = _client(hub, tmp, PUSH_SCRIPT, json.dumps([cases, pushes, generate_argv]))
         yield hub, report, run_dir, model, tmp
@@ -213,7 +213,7 @@ def test_dry_run_lists_the_upload_and_writes_the_card(tmp_path, capsys):
     from lmfoundry.cli import main
 
     build_run_folder(tmp_path / "run")
-    assert main(["push", str(tmp_path / "run"), "--repo-id", REPO, "--dry-run"]) == 0
+    assert main(["push", "--model", str(tmp_path / "run"), "--repo-id", REPO, "--dry-run"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
     assert listed == sorted([
         "README.md", "config.json", "configuration_foundry.py", "generation_config.json", "loss_curve.png",
@@ -223,10 +223,11 @@ def test_dry_run_lists_the_upload_and_writes_the_card(tmp_path, capsys):
 
 
 def test_recipe_hub_section(tmp_path):
-    from lmfoundry.hub import push_from_recipe
+    from lmfoundry.hub import HubConfig, push_to_hub
+    from lmfoundry.recipe import parse_section
 
-    assert push_from_recipe(tmp_path, {"hub": {"private": "true"}}) is None  # no repo_id: nothing to do
+    assert parse_section(HubConfig, {"hub": {"private": "true"}}, "hub") == HubConfig(private=True)
     with pytest.raises(ValueError, match=r"recipe section 'hub': unknown field\(s\) repo"):
-        push_from_recipe(tmp_path, {"hub": {"repo": "alice/x"}})
+        parse_section(HubConfig, {"hub": {"repo": "alice/x"}}, "hub")
     with pytest.raises(ValueError, match="invalid repo id 'not valid'"):
-        push_from_recipe(tmp_path, {"hub": {"repo_id": "not valid"}})
+        push_to_hub(tmp_path, HubConfig(repo_id="not valid"))

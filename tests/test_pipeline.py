@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, pipeline
 
 from lmfoundry.cli import main
 from lmfoundry.data.default_corpus import write_default_corpus
-from lmfoundry.pipeline import STAGES, RunLayout
+from lmfoundry.layout import STAGES, RunLayout
 
 TINY_OVERRIDES = [
     "--tokenizer.vocab_size", "384",

@@ -162,7 +162,7 @@ def test_two_processes_match_one_process_with_grad_accumulation(reference, data,
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
     out = tmp_path / "ddp"
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry.train"]
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry", "train"]
     result = run_cli([str(recipe), "--output", str(out)], {"ACCELERATE_USE_CPU": "1"}, module=launch)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes x 1 micro-batches x 4 sequences" in result.stderr  # two real ranks

@@ -14,80 +14,55 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.results import save_results
-from lmfoundry.eval.tasks import TASK_NAMES, TaskOptions, build_task
+from lmfoundry.eval.tasks import TASK_NAMES, build_task
 from lmfoundry.version import __version__
 
 logger = logging.getLogger(__name__)
 
 
-def parse_tasks(tasks: str | list[str] | tuple[str, ...]) -> list[str]:
-    names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+def check_tasks(names: list[str]) -> list[str]:
+    """The task names, each once, in order; an unknown or missing name is a ``ValueError``."""
     if not names:
-        raise ValueError(f"no tasks given; available: {', '.join(TASK_NAMES)}")
+        raise ValueError(f"recipe field eval.tasks: no tasks given; available: {', '.join(TASK_NAMES)}")
     unknown = [t for t in names if t not in TASK_NAMES]
     if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)}; available: {', '.join(TASK_NAMES)}")
+        raise ValueError(f"recipe field eval.tasks: unknown task(s) {', '.join(unknown)}; "
+                         f"available: {', '.join(TASK_NAMES)}")
     return list(dict.fromkeys(names))
 
 
 def evaluate_model(
     model_or_path: str | Path | PreTrainedModel | LanguageModel,
-    tasks: str | list[str] | tuple[str, ...],
-    data_dir: str | Path | None = None,
-    limit: int | None = None,
+    config: EvalConfig,
     output: str | Path | None = None,
-    *,
-    tokenizer: str | Path | PreTrainedTokenizerBase | None = None,
-    batch_size: int = 8,
-    num_fewshot: int | None = None,
-    seed: int = 1234,
-    bpb_data: str | Path | None = None,
-    num_samples: int = 1,
-    temperature: float | None = None,
-    max_new_tokens: int | None = None,
-    sandbox_timeout: float = 10.0,
-    device: str | None = None,
-    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a model (folder, Hub id, in-memory model or :class:`LanguageModel`) on ``tasks``.
+    """Evaluate a model (folder, Hub id, in-memory model or :class:`LanguageModel`) as ``config`` says.
 
     Returns the ``results.json`` mapping; with ``output`` it is also written there (with a
     ``results.md`` beside it) after every task.
     """
-    names = parse_tasks(tasks)
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise FileNotFoundError(f"data folder not found: {data_dir}")
-    options = TaskOptions(
-        data_dir=Path(data_dir) if data_dir else None,
-        limit=limit,
-        num_fewshot=num_fewshot,
-        seed=seed,
-        bpb_data=str(bpb_data) if bpb_data else None,
-        num_samples=num_samples,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        sandbox_timeout=sandbox_timeout,
-    )
+    names = check_tasks(config.tasks)
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise FileNotFoundError(f"{config.data_dir}: eval data folder not found (recipe field eval.data_dir)")
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         if not os.access(Path(output).parent, os.W_OK):
             raise PermissionError(f"cannot write results to {output}: its folder is not writable")
-    built = [build_task(name, options) for name in names]
+    built = [build_task(name, config) for name in names]
     lm = (
         model_or_path
         if isinstance(model_or_path, LanguageModel)
         else LanguageModel.load(
             model_or_path,
-            tokenizer,
-            batch_size=batch_size,
-            device=device,
-            trust_remote_code=trust_remote_code,
+            config.tokenizer,
+            batch_size=config.batch_size,
+            device=config.device,
+            trust_remote_code=config.trust_remote_code,
         )
     )
     results: dict[str, Any] = {
@@ -98,9 +73,9 @@ def evaluate_model(
         "details": {},
         "config": {
             "tasks": names,
-            "limit": limit,
-            "num_fewshot": num_fewshot,
-            "seed": seed,
+            "limit": config.limit,
+            "num_fewshot": config.num_fewshot,
+            "seed": config.seed,
             "batch_size": lm.batch_size,
         },
     }

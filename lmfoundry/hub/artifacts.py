@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from lmfoundry.pipeline import RunLayout
+from lmfoundry.layout import RunLayout
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
@@ -23,7 +21,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from lmfoundry.atomic import write_text_atomic
 from lmfoundry.hub.artifacts import locate_model_dir
 from lmfoundry.hub.card import is_generated_card, write_model_card
-from lmfoundry.recipe import parse_section
+from lmfoundry.hub.config import HubConfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,33 +30,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors.index.json", "README.md", "loss_curve.png")
 
 
-@dataclass
-class HubConfig:
-    """The recipe's ``hub`` section: where ``lmfoundry run`` pushes the final model (no push without ``repo_id``)."""
-
-    repo_id: str | None = None
-    private: bool = False
-    revision: str | None = None
-    license: str = "apache-2.0"
-    commit_message: str | None = None
-
-
-def push_to_hub(
-    path: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    license: str = "apache-2.0",
-    token: str | None = None,
-) -> str:
-    """Upload the model in ``path`` (a run folder or a model folder) to ``repo_id``; return the commit URL.
+def push_to_hub(path: str | Path, config: HubConfig, *, token: str | None = None) -> str:
+    """Upload the model in ``path`` (a run folder or a model folder) as ``config`` says; return the commit URL.
 
     The model card is (re)written first when the folder has none or has one lmfoundry generated;
     a hand-written ``README.md`` is uploaded as it is. ``token`` defaults to ``HF_TOKEN`` or the
     token saved by ``hf auth login``.
     """
+    repo_id = config.repo_id or ""
     check_repo_id(repo_id)
     token = token or get_token()
     if not token:
@@ -66,19 +45,19 @@ def push_to_hub(
             "no Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login` "
             "(a token with write access, from https://huggingface.co/settings/tokens)"
         )
-    model_dir, files = prepare_upload(path, repo_id, license=license)
+    model_dir, files = prepare_upload(path, repo_id, license=config.license)
 
     api = HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        url = api.create_repo(repo_id, private=config.private, exist_ok=True)
         logger.info("pushing %d files from %s to %s", len(files), model_dir, url)
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        if config.revision:
+            api.create_branch(repo_id, branch=config.revision, exist_ok=True)
         commit = api.upload_folder(
             repo_id=repo_id,
             folder_path=model_dir,
-            revision=revision,
-            commit_message=commit_message or f"Upload {model_dir.name} with lmfoundry",
+            revision=config.revision,
+            commit_message=config.commit_message or f"Upload {model_dir.name} with lmfoundry",
             allow_patterns=[glob.escape(name) for name in files],
             # Stale weight shards of an earlier push would otherwise linger next to the new ones.
             delete_patterns=["*.safetensors", "*.safetensors.index.json"],
@@ -91,16 +70,6 @@ def push_to_hub(
         raise
     logger.info("pushed: %s", commit.commit_url)
     return commit.commit_url
-
-
-def push_from_recipe(path: str | Path, recipe: dict[str, dict[str, Any]]) -> str | None:
-    """Push as the recipe's ``hub`` section says; ``None`` (and nothing done) when it names no repo."""
-    config = parse_section(HubConfig, recipe, "hub")
-    if not config.repo_id:
-        logger.info("recipe has no hub.repo_id: not pushing")
-        return None
-    return push_to_hub(path, config.repo_id, private=config.private, revision=config.revision,
-                       commit_message=config.commit_message, license=config.license)
 
 
 def prepare_upload(path: str | Path, repo_id: str, *, license: str = "apache-2.0") -> tuple[Path, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -81,22 +82,33 @@ def iter_documents(files: Iterable[Path], text_field: str = "text") -> Iterator[
             raise ValueError(f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
 
 
-def _iter_jsonl(path: Path, text_field: str) -> Iterator[str]:
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a jsonl or jsonl.gz file; a truncated or corrupt gzip names the file and line."""
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    number = 0
     with raw:
-        for number, line in enumerate(raw, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-            text = text_of(record, text_field, f"{path}:{number}")
-            if b"\\ud" in line or b"\\uD" in line:  # a \uD800-\uDFFF escape may leave a lone surrogate
-                text = text.encode("utf-8", "replace").decode("utf-8")
-            yield text
+        try:
+            for number, line in enumerate(raw, 1):
+                yield number, line
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise ValueError(f"{path}:{number + 1}: truncated or corrupt gzip data ({err or type(err).__name__}) "
+                             "(expected a whole gzip file)") from None
+
+
+def _iter_jsonl(path: Path, text_field: str) -> Iterator[str]:
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON: {err.msg}") from None
+        text = text_of(record, text_field, f"{path}:{number}")
+        if b"\\ud" in line or b"\\uD" in line:  # a \uD800-\uDFFF escape may leave a lone surrogate
+            text = text.encode("utf-8", "replace").decode("utf-8")
+        yield text
 
 
 def _iter_parquet(path: Path, text_field: str) -> Iterator[str]:

@@ -21,64 +21,110 @@ TRACKERS = ("tensorboard", "wandb", "none")
 class TrainConfig:
     """Fields of the ``train`` recipe section (see the README's training section for each one)."""
 
-    shards: str = ""
-    tokenizer: str = ""
+    shards: str = field(default="", metadata={"alias": "--shards"})
+    """token shards folder (lmfoundry data tokenize); default RUN/shards"""
+    tokenizer: str = field(default="", metadata={"alias": "--tokenizer"})
+    """tokenizer folder; default RUN/tokenizer"""
     seq_len: int = 512
+    """tokens per training sequence (windows of seq_len + 1 tokens give seq_len targets)"""
     micro_batch_size: int = 8
+    """sequences per process per forward/backward"""
     global_batch_size: int | None = None
+    """sequences per optimizer step over all processes (sets grad_accum_steps)"""
     grad_accum_steps: int | None = None
-    max_steps: int | None = None
+    """micro-batches accumulated per optimizer step (alternative to global_batch_size)"""
+    max_steps: int | None = field(default=None, metadata={"alias": "--max-steps"})
+    """optimizer steps to train (or max_tokens)"""
     max_tokens: int | None = None
+    """tokens to train on, rounded up to whole steps (alternative to max_steps)"""
     seed: int | None = None
+    """data order and init seed; default run.seed"""
 
     # optimizer and schedule
-    lr: float = 3e-4
+    lr: float = field(default=3e-4, metadata={"alias": "--lr"})
+    """peak learning rate"""
     min_lr_ratio: float = 0.1
+    """final lr as a fraction of the peak"""
     schedule: str = "cosine"
+    """lr schedule after warmup: cosine, wsd (warmup-stable-decay) or constant"""
     warmup_steps: int = 100
+    """linear lr warmup steps"""
     decay_fraction: float = 0.2
+    """wsd: share of the steps spent decaying"""
     weight_decay: float = 0.1
+    """AdamW weight decay (not on norms, biases and embeddings)"""
     beta1: float = 0.9
+    """AdamW beta1"""
     beta2: float = 0.95
+    """AdamW beta2"""
     eps: float = 1e-8
+    """AdamW epsilon"""
     max_grad_norm: float = 1.0
+    """clip the gradient norm to this (0: no clipping)"""
 
     # execution
     mixed_precision: str = "auto"
+    """auto (bf16 on GPUs that have it, else no), no, bf16 or fp16"""
     gradient_checkpointing: bool = False
+    """recompute activations in backward (less memory, ~30% more compute)"""
     compile: bool = False
+    """torch.compile the model"""
     verify_checksums: bool = False
+    """check every shard against the manifest checksums before training"""
 
     # logging, validation, samples
     log_every: int = 1
+    """steps between metric records"""
     eval_every: int = 0
+    """steps between validation passes (0: only at the end)"""
     eval_batches: int = 8
+    """micro-batches per validation pass"""
     sample_every: int = 0
+    """steps between sample generations (0: never)"""
     sample_prompts: list[str] = field(default_factory=lambda: ["The", "In the beginning"])
+    """prompts of the sample generations"""
     sample_max_new_tokens: int = 32
+    """tokens per sample generation"""
     report_to: str = "tensorboard"
+    """tracker: tensorboard, wandb or none"""
     peak_flops_per_device: float | None = None
+    """peak FLOP/s of one device, for MFU (default: known GPUs)"""
 
     # checkpoints
     checkpoint_every: int = 0
+    """steps between checkpoints (0: only at the end)"""
     keep_last: int = 3
+    """checkpoints kept on disk (older ones are deleted)"""
 
     # loss-spike detection and rollback
     spike_detection: bool = True
+    """watch loss and grad norm; on a spike roll back to a clean checkpoint and skip the batches"""
     spike_window: int = 128
+    """steps of history the spike detector keeps"""
     spike_min_history: int = 16
+    """steps of history before the detector judges"""
     spike_zscore: float = 6.0
+    """loss z-score that counts as a spike"""
     spike_grad_zscore: float = 6.0
+    """grad-norm z-score that counts as a spike"""
     spike_ratio: float = 3.0
+    """loss / running-median ratio that counts as a spike"""
     spike_rollback_steps: int | None = None
+    """roll back to a checkpoint at least this many steps before the spike"""
     spike_skip_extra: int | None = None
+    """batches skipped past the spike after a rollback"""
     spike_lr_factor: float = 1.0
+    """lr multiplier for spike_lr_steps after a rollback"""
     spike_lr_steps: int = 0
+    """steps the lowered lr lasts after a rollback"""
     spike_max_rollbacks: int = 5
+    """rollbacks before the run stops (exit 3)"""
 
-    # fault injection (tests, drills): "START-END" data steps trained with lr * poison_lr_factor
+    # fault injection (tests, drills)
     poison_batches: str | None = None
+    """fault injection: "START-END" data steps trained with lr * poison_lr_factor"""
     poison_lr_factor: float = 1000.0
+    """fault injection: lr multiplier on the poison_batches steps"""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from lmfoundry.data.dataset import PretrainDataset
+from lmfoundry.errors import DivergedError
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.recipe import dump_recipe, parse_section
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
@@ -53,7 +54,7 @@ from lmfoundry.training.validation import lm_loss, sample, validate
 logger = logging.getLogger(__name__)
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(DivergedError):
     """Too many loss-spike rollbacks: the run stops, its checkpoints intact."""
 
 

@@ -52,26 +52,44 @@ class CurateConfig:
     ``parquet``, ``warc``, ``code``), or ``hf:DATASET_ID`` / ``hf://datasets/...`` for the Hub.
     """
 
-    inputs: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list, metadata={"alias": "--input"})
+    """paths, KIND:PATH or hf:DATASET_ID (see the class docstring); empty under `lmfoundry run`: the built-in corpus"""
     text_field: str = "text"
+    """records' field holding the text (jsonl, parquet, Hub datasets)"""
     id_field: str = "id"
+    """records' field holding the document id (made from the source and position when missing)"""
     hf_split: str = "train"
+    """split read from hf:DATASET inputs"""
     filters: dict[str, Any] = field(default_factory=dict)
+    """per-filter settings: NAME: false turns a rule off, NAME: {param: value} tunes it (names in FILTER_DEFAULTS)"""
     dedup: dict[str, Any] = field(default_factory=dict)
+    """deduplication settings: exact, minhash, n_grams, num_buckets, hashes_per_bucket, seed (DEDUP_DEFAULTS)"""
     pii: bool = True
+    """replace e-mail addresses and public IP addresses with placeholders"""
     word_tokenizer: str = "regex"
+    """word splitting for the quality rules: regex (fast, offline) or spacy"""
     # datatrove's own code for the steps lmfoundry re-implements for speed (Gopher rules, MinHash
     # shingling): same decisions, slower; the reference that benchmarks/curate_speed.py measures.
     stock_steps: bool = False
+    """run datatrove's stock code for the re-implemented steps (the benchmark's reference)"""
     max_doc_bytes: int = 10_000_000
+    """documents larger than this are skipped as too long"""
     code_max_file_bytes: int = 1_000_000
-    workers: int = 2
-    tasks: int = 4
+    """code files larger than this are skipped (generated or data files)"""
+    workers: int = field(default=2, metadata={"alias": "--workers"})
+    """processes running at once"""
+    tasks: int = field(default=4, metadata={"alias": "--tasks"})
+    """tasks the input is split into (each resumable on its own)"""
     executor: str = "local"
+    """datatrove executor: local, slurm or ray"""
     executor_options: dict[str, Any] = field(default_factory=dict)
+    """passed to the datatrove executor (Slurm partition and time, Ray resources, ...)"""
     output_format: str = "jsonl"
+    """clean documents as jsonl (NNNNN.jsonl.gz) or parquet"""
     exclusion_dir: str | None = None
+    """also write every dropped document here, by the rule that dropped it"""
     progress: bool = True
+    """show progress bars"""
 
     def filter_params(self) -> dict[str, dict[str, Any]]:
         """Enabled filters in pipeline order, each with its full parameter mapping."""

@@ -46,6 +46,7 @@ from lmfoundry.data.curation.report import build_report, format_summary, merge_s
 from lmfoundry.data.curation.sources import SourceReader, discover_inputs
 from lmfoundry.data.curation.words import RegexWordTokenizer
 from lmfoundry.data.executors import make_executor
+from lmfoundry.errors import StageFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ PARALLEL_LIGHT_STAGES_BYTES = 256 * 2**20
 _INTERMEDIATE = ("filtered", "exact", "minhash_sigs", "minhash_dups", "removals")
 
 
-class CurationError(RuntimeError):
+class CurationError(StageFailedError):
     """A stage failed for a reason other than bad input (bad input is skipped and counted)."""
 
 

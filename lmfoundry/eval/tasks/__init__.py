@@ -4,23 +4,9 @@ work) and ``run(lm)`` returns metrics plus per-item details."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-
-@dataclass
-class TaskOptions:
-    """What the command line and ``evaluate_model`` can set; ``None`` means the task's default."""
-
-    data_dir: Path | None = None
-    limit: int | None = None
-    num_fewshot: int | None = None
-    seed: int = 1234
-    bpb_data: str | None = None
-    num_samples: int = 1
-    temperature: float | None = None
-    max_new_tokens: int | None = None
-    sandbox_timeout: float = 10.0
+from lmfoundry.eval.config import EvalConfig
 
 
 @dataclass
@@ -32,7 +18,7 @@ class TaskResult:
 TASK_NAMES = ("bpb", "mmlu", "gsm8k", "humaneval")
 
 
-def build_task(name: str, options: TaskOptions):
+def build_task(name: str, options: EvalConfig):
     """The task object for ``name``, with its data loaded and validated."""
     if name == "bpb":
         from lmfoundry.eval.tasks.bpb import BitsPerByteTask as cls

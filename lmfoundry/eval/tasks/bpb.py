@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.data import load_hub
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
-from lmfoundry.eval.tasks import TaskOptions, TaskResult
+from lmfoundry.eval.tasks import TaskResult
 from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def _check_fingerprint(lm: LanguageModel, shards_dir: Path) -> None:
 class BitsPerByteTask:
     name = "bpb"
 
-    def __init__(self, options: TaskOptions) -> None:
+    def __init__(self, options: EvalConfig) -> None:
         if not options.bpb_data:
             raise ValueError(
                 "task bpb needs data: pass --bpb-data (a shards folder, text files or a dataset id)"

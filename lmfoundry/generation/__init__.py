@@ -1,7 +1,7 @@
-"""``lmfoundry generate`` and ``lmfoundry chat``: sample from a model folder, run folder or Hub repo.
+"""Sampling for ``lmfoundry generate`` and ``lmfoundry chat``: continue prompts from a model folder, run folder or Hub repo.
 
-Both load with ``AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)``, exactly as a
-user of the pushed model would, decode with ``model.generate`` (KV cache on), and stream tokens to
+Both load with ``AutoModelForCausalLM.from_pretrained``, exactly as a user of the pushed model would
+(a folder's own code runs only with ``trust_remote_code``), decode with ``model.generate`` (KV cache on), and stream tokens to
 the terminal as they are produced. Temperature 0 is greedy decoding; with ``--seed`` sampling is
 reproducible. ``chat`` is plain continuation, not an instruction-tuned dialogue: each reply
 continues the whole conversation so far, so a base model keeps the thread.
@@ -9,45 +9,18 @@ continues the whole conversation so far, so a base model keeps the thread.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from lmfoundry.generation.config import SamplingSettings
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SamplingSettings:
-    """How tokens are picked; ``temperature == 0`` means greedy."""
-
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens: expected a positive integer, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"--temperature: expected a value >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"--top-p: expected a value in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"--top-k: expected an integer >= 0 (0 = off), got {self.top_k}")
-
-    def generate_kwargs(self) -> dict:
-        if self.temperature == 0:
-            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
-                "max_new_tokens": self.max_new_tokens}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,12 +39,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_model(
-    name: str, device: str = "auto", revision: str | None = None
+    name: str, device: str = "auto", revision: str | None = None, *, trust_remote_code: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer from a model folder, a run folder (its exported model) or a Hub repo id."""
+    """Model and tokenizer from a model folder, a run folder (its exported model) or a Hub repo id.
+
+    A Foundry model loads through the classes ``import lmfoundry`` registers; any other code that
+    came with the folder or repo runs only with ``trust_remote_code``.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import lmfoundry.modeling  # noqa: F401  (registers the Foundry classes, so Foundry folders need no remote code)
     from lmfoundry.hub.artifacts import locate_model_dir
 
     path = Path(name).expanduser()
@@ -82,10 +60,16 @@ def load_model(
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" and torch.cuda.is_bf16_supported() else "auto"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=True)
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, trust_remote_code=True, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
+                                                     dtype=dtype)
     except OSError as err:  # transformers' "not a local folder / not on the Hub / missing file" errors
         raise FileNotFoundError(f"cannot load model {name!r}: {err}") from None
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise ValueError(f"{name}: its modeling code is not lmfoundry's; it runs only with --trust-remote-code "
+                         "(trust_remote_code=True), after you have read it") from None
     return model.to(target).eval(), tokenizer
 
 
@@ -195,64 +179,3 @@ def run_chat(session: ChatSession, stdin: TextIO, out: TextIO) -> None:
             continue
         if line.strip():
             session.respond(line, out)
-
-
-# ---- command line ---------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add the ``generate`` and ``chat`` verbs."""
-    gen = subparsers.add_parser(
-        "generate", help="continue a prompt with a model, streaming to the terminal",
-        description="Continue PROMPT with a model folder, run folder or Hub repo id (trust_remote_code=True).",
-    )
-    gen.add_argument("model", metavar="MODEL", help="model folder, run folder, or Hub repo id")
-    gen.add_argument("prompt", metavar="PROMPT", help="text to continue")
-    _add_common_args(gen)
-    gen.set_defaults(func=_generate)
-
-    chat = subparsers.add_parser(
-        "chat", help="interactive continuation REPL (/reset, /quit)",
-        description="Each line you type is appended to the conversation and the model continues it.",
-    )
-    chat.add_argument("model", metavar="MODEL", help="model folder, run folder, or Hub repo id")
-    _add_common_args(chat)
-    chat.set_defaults(func=_chat)
-
-
-def _add_common_args(parser: argparse.ArgumentParser) -> None:
-    defaults = SamplingSettings()
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
-                        help=f"tokens to generate (default {defaults.max_new_tokens})")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature,
-                        help=f"sampling temperature; 0 = greedy (default {defaults.temperature})")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p,
-                        help=f"nucleus sampling: smallest token set with this probability (default {defaults.top_p})")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k,
-                        help=f"sample among the k likeliest tokens; 0 = off (default {defaults.top_k})")
-    parser.add_argument("--seed", type=int, help="seed for reproducible sampling")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    parser.add_argument("--revision", help="Hub branch, tag or commit")
-
-
-def _settings(args: argparse.Namespace) -> SamplingSettings:
-    return SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_p=args.top_p, top_k=args.top_k, seed=args.seed)
-
-
-def _generate(args: argparse.Namespace) -> int:
-
-    settings = _settings(args)
-    model, tokenizer = load_model(args.model, args.device, args.revision)
-    sys.stdout.write(args.prompt)
-    generate(model, tokenizer, args.prompt, settings, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
-
-
-def _chat(args: argparse.Namespace) -> int:
-
-    settings = _settings(args)
-    model, tokenizer = load_model(args.model, args.device, args.revision)
-    run_chat(ChatSession(model, tokenizer, settings), sys.stdin, sys.stdout)
-    return 0

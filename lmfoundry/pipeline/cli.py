@@ -1,49 +1,53 @@
-"""Verbs for the whole journey: ``lmfoundry run RECIPE`` and ``lmfoundry quickstart``."""
+"""``lmfoundry run [RECIPE] [--output RUN_DIR] [--section.field VALUE ...]`` and ``lmfoundry quickstart``."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from lmfoundry.command import Invocation, Verb
+from lmfoundry.layout import RunLayout
+
+ALL_SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
 QUICKSTART_PROMPTS = ("And God said", "def main(", "In the beginning")
+QUICKSTART_FOLDER = "runs/quickstart"  # the run folder unless --output names another
 
-
-def register(subparsers) -> None:
-    run = subparsers.add_parser(
-        "run",
+VERBS = (
+    Verb(
+        name="run",
         help="curate → tokenizer → tokenize → train → eval → export, from one recipe",
-        description="Run every stage of a recipe under one run folder, skipping stages already complete. "
-        "Override any recipe field with --section.field VALUE (e.g. --train.max_steps 100).",
-    )
-    run.add_argument("recipe", help="recipe YAML file, or a built-in name: tiny, small, 1b")
-    run.add_argument("--output", metavar="RUN_DIR", help="run folder (default: the recipe's run.output)")
-    run.set_defaults(func=_run, accepts_overrides=True)
-
-    quick = subparsers.add_parser(
-        "quickstart",
+        description="Run every stage of a recipe under one run folder (run.output, alias --output), skipping "
+        "stages already complete. Any recipe field can be set with --section.field VALUE (e.g. --train.max_steps 100).",
+        run="lmfoundry.pipeline.cli:run",
+        sections=ALL_SECTIONS,
+    ),
+    Verb(
+        name="quickstart",
         help="build a tiny model from the built-in corpus on CPU (the 'tiny' recipe), then show it off",
-    )
-    quick.add_argument("--output", default="runs/quickstart", metavar="RUN_DIR", help="run folder")
-    quick.set_defaults(func=_quickstart, accepts_overrides=True)
+        description="`lmfoundry run tiny`, then the held-out bits per byte against a unigram baseline and a few "
+        "samples through pipeline('text-generation').",
+        run="lmfoundry.pipeline.cli:quickstart",
+        sections=ALL_SECTIONS,
+        takes_recipe=False,
+    ),
+)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(inv: Invocation) -> int:
     from lmfoundry.pipeline import format_summary, run_pipeline
-    from lmfoundry.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    summary = run_pipeline(recipe, args.output)
-    print(format_summary(summary))
+    print(format_summary(run_pipeline(inv.recipe)))
     return 0
 
 
-def _quickstart(args: argparse.Namespace) -> int:
-    from lmfoundry.pipeline import RunLayout, format_summary, run_pipeline
+def quickstart(inv: Invocation) -> int:
+    from lmfoundry.pipeline import format_summary, run_pipeline
     from lmfoundry.recipe import load_recipe
 
-    recipe = load_recipe("tiny", args.overrides)
-    summary = run_pipeline(recipe, args.output)
-    layout = RunLayout(Path(summary["run"]))
+    recipe = load_recipe("tiny")
+    recipe["run"]["output"] = QUICKSTART_FOLDER
+    for section, body in inv.recipe.items():
+        recipe.setdefault(section, {}).update(body)
+    summary = run_pipeline(recipe)
     print(format_summary(summary))
     print()
     evaluation = summary["stages"].get("eval", {}).get("result", {})
@@ -51,6 +55,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     unigram_bpb = evaluation.get("unigram_baseline", {}).get("bits_per_byte")
     if model_bpb is not None and unigram_bpb is not None:
         print(f"held-out bits per byte: model {model_bpb:.3f}  vs  unigram baseline {unigram_bpb:.3f}")
+    layout = RunLayout(Path(summary["run"]))
     print(f"loss curve: {layout.train / 'loss_curve.png'}")
     print(f"model:      {layout.model}  (AutoModelForCausalLM.from_pretrained / pipeline('text-generation'))")
     print("\nsamples:")
