@@ -14,9 +14,11 @@ import importlib
 import logging
 import os
 import sys
+from contextlib import nullcontext
 
 from lmfoundry.command import Verb, add_common_arguments, load_runner, parse_invocation
 from lmfoundry.errors import run_verb
+from lmfoundry.locks import folder_lock
 
 # The modules that declare verbs (each has VERBS: a tuple of lmfoundry.command.Verb), in --help order.
 VERB_MODULES = (
@@ -86,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(verb: Verb, argv: list[str]) -> int:
     invocation, args = parse_invocation(verb, argv)
     _configure_logging(args.verbose)
+    folder = invocation.locked_folder(verb)
+    # Under `accelerate launch` every rank runs the verb on the same folder: rank 0 holds the lock for all.
+    lock = folder_lock(folder, verb.name) if folder and int(os.environ.get("RANK", "0")) == 0 else nullcontext()
     try:
-        return int(load_runner(verb)(invocation) or 0)
+        with lock:
+            return int(load_runner(verb)(invocation) or 0)
     except OSError as err:
         # A buffered write that hits a full disk reports no file: it was writing the verb's output.
         if err.errno is not None and err.filename is None:

@@ -88,6 +88,8 @@ class Verb:
     options: tuple[Option, ...] = ()
     description: str = ""
     takes_recipe: bool = True
+    lock: str | None = "output"
+    """the option naming the folder the verb writes, locked while it runs (a file: its folder); None: no lock"""
 
 
 @dataclass
@@ -107,6 +109,13 @@ class Invocation:
 
             self.section_cache[name] = parse_section(section_class(name), self.recipe, name)
         return self.section_cache[name]
+
+    def locked_folder(self, verb: Verb) -> Path | None:
+        """The folder ``verb`` writes (for :func:`lmfoundry.locks.folder_lock`), or ``None``."""
+        if verb.lock is None or getattr(self.options, verb.lock, None) is None:
+            return None
+        path = Path(getattr(self.options, verb.lock))
+        return path.parent if path.suffix else path
 
     def folder(self, dest: str) -> Path:
         """A folder option: the one given on the command line, else its place in the run layout."""

@@ -15,6 +15,7 @@ VERBS = (
         run="lmfoundry.generation.cli:run_generate",
         sections=("generate",),
         options=(_MODEL, Option("--prompt", "text to continue")),
+        lock=None,
     ),
     Verb(
         name="chat",
@@ -23,6 +24,7 @@ VERBS = (
         run="lmfoundry.generation.cli:run_chat_verb",
         sections=("generate",),
         options=(_MODEL,),
+        lock=None,
     ),
 )
 

@@ -13,6 +13,7 @@ VERBS = (
         "comes from HF_TOKEN or `hf auth login`.",
         run="lmfoundry.hub.cli:run",
         sections=("hub",),
+        lock="model",  # the card is written into the model folder
         options=(
             Option("--model", "a run folder or a model folder", folder="model"),
             Option("--dry-run", "check the folder and write the card, list what would be uploaded, upload nothing",

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from lmfoundry.eval.harness import evaluate_model
 from lmfoundry.eval.unigram import unigram_bits_per_byte
 from lmfoundry.hub import push_to_hub, write_model_card
 from lmfoundry.layout import STAGES, RunLayout
+from lmfoundry.locks import folder_lock
 from lmfoundry.modeling import FoundryConfig
 from lmfoundry.pipeline.config import RunConfig
 from lmfoundry.recipe import dump_recipe, parse_section
@@ -97,9 +99,9 @@ def stage_curate(run: Run) -> dict[str, Any]:
 
 
 def stage_tokenizer(run: Run) -> dict[str, Any]:
-    shutil.rmtree(run.layout.tokenizer, ignore_errors=True)  # an unmarked folder is an interrupted one
+    # overwrite: an unmarked tokenizer folder is an interrupted stage's (a new one is built beside it, then swapped)
     result = build_tokenizer(run.section("tokenizer"), [run.layout.curate], run.layout.tokenizer,
-                             held_out_fraction=run.section("tokenize").val_fraction)
+                             held_out_fraction=run.section("tokenize").val_fraction, overwrite=True)
     return {"vocab_size": result["vocab_size"], "bytes_per_token": result["bytes_per_token"]}
 
 
@@ -138,6 +140,8 @@ def stage_export(run: Run) -> dict[str, Any]:
     return {"model": str(layout.model), "card": str(card), "pushed_to": url}
 
 
+# The folder each stage writes (a RunLayout property), locked while it runs; export replaces RUN/model whole.
+STAGE_FOLDERS = {"curate": "curate", "tokenizer": "tokenizer", "tokenize": "shards", "train": "train", "eval": "eval"}
 STAGE_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "curate": stage_curate,
     "tokenizer": stage_tokenizer,
@@ -149,38 +153,45 @@ STAGE_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
 
 
 def run_pipeline(recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run every stage the recipe asks for, skipping complete ones; return the summary."""
+    """Run every stage the recipe asks for, skipping complete ones; return the summary.
+
+    The run folder is locked for the whole run and each stage's folder while the stage runs, so a
+    second ``lmfoundry run`` (or a stage command) on the same folders stops at once with one line.
+    """
     config = parse_section(RunConfig, recipe, "run")
     layout = RunLayout(Path(config.output))
     check_recipe(recipe)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    if not os.access(layout.root, os.W_OK):
-        raise PermissionError(f"run folder {layout.root} is not writable")
-    dump_recipe(recipe, layout.recipe)
-    run = Run(recipe, config, layout)
-    summary: dict[str, Any] = {"run": str(layout.root), "stages": {}}
-    for stage in STAGES:
-        if stage not in config.stages:
-            continue
-        marker = layout.marker(stage)
-        if marker.exists():
-            record = json.loads(marker.read_text())
-            logger.info("stage %s: complete (%.1fs earlier), skipping", stage, record["seconds"])
-            record["skipped"] = True
-        else:
-            logger.info("stage %s: starting", stage)
-            start = time.perf_counter()
-            try:
-                result = STAGE_FUNCTIONS[stage](run)
-            except StageSubmitted as submitted:
-                logger.info("%s", submitted)
-                summary["pending"] = {"stage": stage, "message": str(submitted)}
-                break
-            record = {"seconds": round(time.perf_counter() - start, 1), "result": result, "skipped": False}
-            write_json_atomic(marker, {k: v for k, v in record.items() if k != "skipped"})
-            logger.info("stage %s: done in %.1fs", stage, record["seconds"])
-        summary["stages"][stage] = record
-    write_json_atomic(layout.summary, summary)
+    with folder_lock(layout.root, "lmfoundry run"):
+        if not os.access(layout.root, os.W_OK):
+            raise PermissionError(f"run folder {layout.root} is not writable")
+        dump_recipe(recipe, layout.recipe)
+        run = Run(recipe, config, layout)
+        summary: dict[str, Any] = {"run": str(layout.root), "stages": {}}
+        for stage in STAGES:
+            if stage not in config.stages:
+                continue
+            marker = layout.marker(stage)
+            if marker.exists():
+                record = json.loads(marker.read_text())
+                logger.info("stage %s: complete (%.1fs earlier), skipping", stage, record["seconds"])
+                record["skipped"] = True
+            else:
+                logger.info("stage %s: starting", stage)
+                start = time.perf_counter()
+                folder = STAGE_FOLDERS.get(stage)
+                try:
+                    with folder_lock(getattr(layout, folder), f"lmfoundry run, stage {stage}") if folder \
+                            else nullcontext():
+                        result = STAGE_FUNCTIONS[stage](run)
+                except StageSubmitted as submitted:
+                    logger.info("%s", submitted)
+                    summary["pending"] = {"stage": stage, "message": str(submitted)}
+                    break
+                record = {"seconds": round(time.perf_counter() - start, 1), "result": result, "skipped": False}
+                write_json_atomic(marker, {k: v for k, v in record.items() if k != "skipped"})
+                logger.info("stage %s: done in %.1fs", stage, record["seconds"])
+            summary["stages"][stage] = record
+        write_json_atomic(layout.summary, summary)
     return summary
 
 

@@ -19,6 +19,7 @@ VERBS = (
         "stages already complete. Any recipe field can be set with --section.field VALUE (e.g. --train.max_steps 100).",
         run="lmfoundry.pipeline.cli:run",
         sections=ALL_SECTIONS,
+        lock=None,  # run_pipeline locks the run folder and each stage's folder itself
     ),
     Verb(
         name="quickstart",
@@ -28,6 +29,7 @@ VERBS = (
         run="lmfoundry.pipeline.cli:quickstart",
         sections=ALL_SECTIONS,
         takes_recipe=False,
+        lock=None,
     ),
 )
 
