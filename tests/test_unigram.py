@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 import pytest
+from test_tokenizer_fixtures import make_tokenizer
 from transformers import AutoTokenizer
 
 from lmfoundry.data.tokenize import tokenize_corpus
@@ -44,7 +45,7 @@ def test_unigram_bits_per_byte_matches_hand_computation(tmp_path):
 def test_unigram_baseline_refuses_an_empty_split(tmp_path):
     corpus = tmp_path / "docs.txt"
     corpus.write_text("a small document about nothing in particular\n", encoding="utf-8")
-    train_tokenizer([corpus], 300, tmp_path / "tok", show_progress=False)
+    make_tokenizer(tmp_path / "tok", vocab_size=320)
     tokenize_corpus([corpus], tmp_path / "tok", tmp_path / "shards", val_fraction=0.0, show_progress=False)
     with pytest.raises(ValueError, match="'val' split is empty"):
         unigram_bits_per_byte(tmp_path / "shards")

@@ -25,7 +25,7 @@ def build_tokenizer(
     bits per byte is measured on text neither the tokenizer nor the model saw.
     """
     tokenizer = train_tokenizer(
-        list(inputs),
+        [Path(item) for item in inputs],  # paths, never text: a mistyped path is an error, not a document
         config.vocab_size,
         output,
         text_field=config.text_field,

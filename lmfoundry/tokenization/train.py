@@ -55,6 +55,8 @@ CHATML_TEMPLATE = (
 VOCAB_MULTIPLE = 64
 # Held-out documents for the compression report: at most this many characters are kept in memory.
 _REPORT_CHARS = 4_000_000
+# Longest string handed to the BPE trainer at once (see split_long): bounds its memory on one-line documents.
+TRAINING_PIECE_CHARS = 1_000_000
 
 
 def round_vocab_size(vocab_size: int) -> int:
@@ -144,14 +146,12 @@ def train_tokenizer(
         raise ValueError("no training text: the source yielded no documents (all held out or empty)")
 
     learned = backend.get_vocab_size()
-    final = round_vocab_size(learned)
     if learned < target:
-        logger.warning(
-            "the corpus supported only %d of %d tokens; vocabulary padded to %d with reserved tokens",
-            learned,
-            target,
-            final,
+        raise ValueError(
+            f"{_describe(source)}: the text supports only {learned} of the {target} tokens asked for "
+            f"(vocab_size {vocab_size}); lower vocab_size or give more text"
         )
+    final = round_vocab_size(learned)
     reserved = [f"<|reserved_{i}|>" for i in range(final - learned)]
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in reserved])
 
@@ -210,6 +210,15 @@ def _iter_source(source: Any, text_field: str) -> Iterator[str]:
             raise ValueError(f"source item {number} is a {type(item).__name__}, expected a str or a record")
 
 
+def _describe(source: Any) -> str:
+    """How an error names the training source: its paths, or what kind of object it is."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (list, tuple)) and source and all(isinstance(item, Path) for item in source):
+        return ", ".join(map(str, source))
+    return "training text"
+
+
 def _looks_like_path(text: str) -> bool:
     """A list of strings is a list of paths when its first item names an existing file or folder."""
     return len(text) < 4096 and "\n" not in text and os.path.exists(text)
@@ -246,9 +255,25 @@ class _TrainingStream:
             self.documents += 1
             self.bytes += size
             if sample_chars < _REPORT_CHARS:
-                self.sample.append(text)
-                sample_chars += len(text)
-            yield text
+                self.sample.append(text[:_REPORT_CHARS])
+                sample_chars += min(len(text), _REPORT_CHARS)
+            yield from split_long(text)
+
+
+def split_long(text: str, limit: int = TRAINING_PIECE_CHARS) -> Iterator[str]:
+    """``text`` in pieces of at most about ``limit`` characters, cut after a whitespace.
+
+    The BPE trainer pre-tokenizes each string it is given at once; a 50 MB single-line document
+    would cost gigabytes. Merges are learned from word counts, so cutting a long document at
+    whitespace changes at most the one word at each cut, and memory stays bounded by ``limit``.
+    """
+    start = 0
+    while len(text) - start > limit:
+        cut = text.rfind(" ", start + limit // 2, start + limit)
+        cut = start + limit if cut == -1 else cut + 1
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_dir: Path) -> None:
