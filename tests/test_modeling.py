@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -275,6 +276,39 @@ def test_training_mode_fuses_head_and_loss_with_the_same_loss_and_gradients(over
         assert torch.allclose(fused.z_loss, unfused.z_loss, atol=1e-7)
     for name, grad in unfused_grads.items():
         assert torch.allclose(fused_grads[name], grad, atol=1e-6), name
+
+
+def test_fused_lm_head_loss_off_returns_training_logits_with_the_unfused_loss(tmp_path):
+    """``fused_lm_head_loss=False`` (what a Trainer whose loss reads the logits sets) gives the
+    logits in training mode, and exactly eval mode's logits, loss and gradients; the switch is on by
+    default, survives save/load, and a config.json written before it existed reads as on."""
+    assert tiny_config().fused_lm_head_loss is True
+    model = tiny_model(fused_lm_head_loss=False)
+    randomize_norms(model)
+    ids = torch.randint(2, VOCAB, (2, 12))
+    results = {}
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        model.zero_grad()
+        out = model(ids, labels=ids)
+        out.loss.backward()
+        results[mode] = out, param_grads(model)
+    (evaluated, eval_grads), (trained, train_grads) = results["eval"], results["train"]
+    assert trained.logits is not None and torch.equal(trained.logits, evaluated.logits)
+    assert torch.equal(trained.loss, evaluated.loss)
+    assert all(torch.equal(train_grads[name], grad) for name, grad in eval_grads.items())
+    model.config.fused_lm_head_loss = True
+    assert model(ids, labels=ids).logits is None
+
+    model.config.fused_lm_head_loss = False
+    model.config.save_pretrained(tmp_path)
+    assert FoundryConfig.from_pretrained(tmp_path).fused_lm_head_loss is False
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["fused_lm_head_loss"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert FoundryConfig.from_pretrained(tmp_path).fused_lm_head_loss is True
+    with pytest.raises(ValueError, match="fused_lm_head_loss must be true or false, got 'no'"):
+        tiny_config(fused_lm_head_loss="no")
 
 
 def test_fused_lm_head_loss_is_independent_of_the_chunking():

@@ -6,7 +6,8 @@ works where lmfoundry is not installed.
 
 Field names are LlamaConfig's for every concept the two models share, so a Foundry config converts
 to a Llama config by copying fields (see ``lmfoundry.modeling.convert``). Options beyond Llama are
-training-stability knobs, all off by default: ``qk_norm`` and ``z_loss_coef``.
+training-stability knobs, all off by default: ``qk_norm`` and ``z_loss_coef``. One option changes
+how the training loss is computed, not its value: ``fused_lm_head_loss`` (on by default).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class FoundryConfig(PreTrainedConfig):
             logits, which keeps them from blowing up at high learning rates (OLMo 2, Qwen 3).
         z_loss_coef: weight of the auxiliary loss ``mean(logsumexp(logits)^2)`` (PaLM) that keeps the
             softmax normaliser near 1 and the output logits from drifting; 0 disables it.
+        fused_lm_head_loss: in training mode, when ``forward`` gets ``labels`` or ``shift_labels``,
+            compute the LM head and the loss together, chunk by chunk, without building the
+            ``[tokens, vocab]`` logits (pretraining's largest activation): same loss and gradients,
+            a fraction of the memory, faster. ``outputs.logits`` is then None in training mode.
+            Default True. Set False when training code reads the logits (a ``Trainer`` with
+            ``compute_loss_func`` or a callback that reads ``outputs.logits``, distillation). Eval
+            mode always returns logits. A head that is not a plain bias-free ``nn.Linear`` (LoRA,
+            quantized, DeepSpeed ZeRO-3) takes the unfused path whatever this says.
         use_cache: return a KV cache from ``forward`` at inference (``generate`` manages its own).
         bos_token_id / eos_token_id / pad_token_id: special token ids (the tokenizer's).
         head_dim / hidden_act: accepted for config.json round trips and Llama-style tools only:
@@ -87,6 +96,7 @@ class FoundryConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         qk_norm: bool = False,
         z_loss_coef: float = 0.0,
+        fused_lm_head_loss: bool = True,
         use_cache: bool = True,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -109,6 +119,7 @@ class FoundryConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.qk_norm = qk_norm
         self.z_loss_coef = z_loss_coef
+        self.fused_lm_head_loss = fused_lm_head_loss
         self.use_cache = use_cache
         if hidden_act != "silu":
             raise ValueError(f"FoundryConfig.hidden_act={hidden_act!r} is not supported; the MLP is SwiGLU: 'silu' only")
@@ -126,6 +137,11 @@ class FoundryConfig(PreTrainedConfig):
                 "Foundry derives head_dim, leave it unset"
             )
         self.head_dim = derived_head_dim
+        if self.head_dim % 2:
+            raise ValueError(
+                f"FoundryConfig head_dim = hidden_size / num_attention_heads = {self.head_dim} "
+                "must be even: RoPE rotates pairs of dimensions"
+            )
         self.rope_parameters = _standard_rope_parameters(rope_parameters, kwargs.pop("rope_scaling", None), rope_theta)
         self._validate_rope()
         try:
@@ -160,11 +176,6 @@ class FoundryConfig(PreTrainedConfig):
                 f"FoundryConfig.num_attention_heads={heads} must be divisible by num_key_value_heads={kv_heads} "
                 "(each key/value head serves a whole group of query heads)"
             )
-        if (self.hidden_size // heads) % 2:
-            raise ValueError(
-                f"FoundryConfig head_dim = hidden_size / num_attention_heads = {self.hidden_size // heads} "
-                "must be even: RoPE rotates pairs of dimensions"
-            )
         if not self.rms_norm_eps > 0:
             raise ValueError(f"FoundryConfig.rms_norm_eps must be > 0, got {self.rms_norm_eps!r}")
         if not self.initializer_range > 0:
@@ -173,6 +184,10 @@ class FoundryConfig(PreTrainedConfig):
             raise ValueError(f"FoundryConfig.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
         if not self.z_loss_coef >= 0:
             raise ValueError(f"FoundryConfig.z_loss_coef must be >= 0 (0 disables z-loss), got {self.z_loss_coef!r}")
+        if not isinstance(self.fused_lm_head_loss, bool):
+            raise ValueError(
+                f"FoundryConfig.fused_lm_head_loss must be true or false, got {self.fused_lm_head_loss!r}"
+            )
 
     def _validate_rope(self) -> None:
         rope_type = self.rope_parameters["rope_type"]

@@ -69,7 +69,7 @@ def llama_config_from_foundry(config: FoundryConfig, source: str = "FoundryConfi
     return LlamaConfig(
         **{name: copy.deepcopy(getattr(config, name)) for name in SHARED_FIELDS},
         hidden_act="silu",
-        head_dim=config.hidden_size // config.num_attention_heads,
+        head_dim=config.head_dim,
         architectures=["LlamaForCausalLM"],
     )
 

@@ -7,11 +7,16 @@ it (``model.layers.N.self_attn.q_proj`` ...), so a Foundry state dict loads with
 ``LlamaForCausalLM`` and gives the same logits. Beyond Llama: QK-norm and z-loss (both off by
 default) and depth-scaled init of the residual output projections.
 
+The file reads top to bottom as Llama's does: the building blocks (norm, rotary embedding, MLP,
+attention, decoder layer), then the models (``FoundryPreTrainedModel``, ``FoundryModel``,
+``FoundryForCausalLM``). Two sections follow them: ``FusedLMHeadLoss``, the chunked LM head + loss
+that training mode uses (``FoundryConfig.fused_lm_head_loss``), and the transformers-version shims.
+
 This file travels to the Hub next to ``configuration_foundry.py``: it imports only torch,
 transformers and that file, so ``trust_remote_code=True`` loading works without lmfoundry. It also
-has to run under other transformers 5.x releases, which differ in a few names (the cache argument
-is ``cache`` in recent releases and ``past_key_values`` before; ``create_causal_mask`` took
-``cache_position``); the small shims below resolve those once at import.
+has to run under other transformers 5.x releases (5.0 and later), which differ in a few names (the
+cache argument is ``cache`` in recent releases and ``past_key_values`` before;
+``create_causal_mask`` took ``cache_position``); the shims at the end resolve those once at import.
 """
 
 from __future__ import annotations
@@ -35,47 +40,6 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_u
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 
 from .configuration_foundry import FoundryConfig
-
-# --- transformers 5.x compatibility: resolved once at import --------------------------------------
-# Name of the cache field on model outputs (``generate`` reads the cache back from it).
-_CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
-_MASK_PARAMS = set(inspect.signature(create_causal_mask).parameters)
-# torch >= 2.4; remote-code users on an older torch take RMSNorm's composite path everywhere.
-_HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")
-
-# Keys of the ``auto_map`` written to config.json: AutoModel and AutoModelForCausalLM both load the folder.
-AUTO_MAP = {
-    "AutoConfig": "configuration_foundry.FoundryConfig",
-    "AutoModel": "modeling_foundry.FoundryModel",
-    "AutoModelForCausalLM": "modeling_foundry.FoundryForCausalLM",
-}
-
-
-def _causal_mask(
-    config: FoundryConfig,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    cache: Cache | None,
-    position_ids: torch.Tensor,
-    cache_position: torch.Tensor,
-) -> Any:
-    """transformers' causal(+padding) mask in whatever form the attention implementation wants."""
-    candidates = {
-        "config": config,
-        "inputs_embeds": inputs_embeds,
-        "input_embeds": inputs_embeds,
-        "attention_mask": attention_mask,
-        "cache": cache,
-        "past_key_values": cache,
-        "position_ids": position_ids,
-        "cache_position": cache_position,
-    }
-    return create_causal_mask(**{k: v for k, v in candidates.items() if k in _MASK_PARAMS})
-
-
-def _with_cache(output_cls: type, cache: Cache | None, **values: Any) -> Any:
-    """Build a model output, putting the cache under the field name this transformers release uses."""
-    return output_cls(**values, **{_CACHE_FIELD: cache})
 
 
 @dataclass
@@ -141,7 +105,7 @@ class FoundryRotaryEmbedding(nn.Module):
     def compute_default_rope_parameters(config: FoundryConfig, **kwargs: Any) -> tuple[torch.Tensor, float]:
         """Inverse frequencies of the original RoPE: theta^(-2i/d) for i < d/2."""
         base = config.rope_parameters["rope_theta"]
-        dim = config.hidden_size // config.num_attention_heads
+        dim = config.head_dim
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
         return inv_freq, 1.0
 
@@ -156,78 +120,6 @@ class FoundryRotaryEmbedding(nn.Module):
         cos = emb.cos() * self.attention_scaling
         sin = emb.sin() * self.attention_scaling
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
-
-
-def _loss_chunk_rows(vocab_size: int, device: torch.device) -> int:
-    """Rows of logits computed at once by the fused loss: ~16 MB of float32 on CPU, where a chunk
-    that stays in cache is what makes it fast, and ~256 MB on accelerators, where fewer, larger
-    matmuls are. Never fewer than 256 rows, so the matmuls stay efficient for huge vocabularies."""
-    budget = 2**22 if device.type == "cpu" else 2**26
-    return max(256, budget // vocab_size)
-
-
-class FusedLMHeadLoss(torch.autograd.Function):
-    """Cross-entropy (+ z-loss) of the LM head's logits ``hidden @ weight.T``, chunk by chunk.
-
-    The ``[tokens, vocab]`` logits are pretraining's largest activation, and ``lm_head`` followed by
-    ``F.cross_entropy`` writes them, their log-softmax and the gradient of each as full tensors.
-    Here each chunk of logits lives only while its loss and its gradient are computed, both in the
-    forward pass; backward scales the stored gradients by the incoming one. Same loss and gradients
-    as the unfused path (tested), a fraction of its memory, and measurably faster
-    (``benchmarks/model_speed.py``). Gradient of ``ce + coef * lse^2`` per row, with ``p`` the softmax:
-    ``p * (1 + 2 * coef * lse) - onehot(target)``.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-        denominator: torch.Tensor, z_loss_coef: float, chunk: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Only the gradients autograd will ask for: a frozen head (as under LoRA) costs no [V, H] matmul.
-        need_hidden, need_weight = ctx.needs_input_grad[:2]
-        grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
-        ce_sum = hidden.new_zeros((), dtype=torch.float32)
-        z_sum = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, hidden.shape[0], chunk):
-            rows, row_targets = hidden[start : start + chunk], targets[start : start + chunk]
-            logits = (rows @ weight.t()).float()  # under autocast: low-precision matmul, float32 softmax
-            valid = (row_targets != -100).unsqueeze(-1)
-            index = row_targets.clamp(min=0).unsqueeze(-1)
-            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-            ce_sum += torch.where(valid, lse - logits.gather(-1, index), 0.0).sum()
-            grad = logits.sub_(lse).exp_()  # softmax, in place of the logits
-            if z_loss_coef:
-                z_sum += torch.where(valid, lse.square(), 0.0).sum()
-                grad.mul_(1.0 + 2.0 * z_loss_coef * lse)
-            grad.scatter_add_(-1, index, torch.full_like(lse, -1.0))
-            grad = grad.mul_(valid / denominator).to(weight.dtype)
-            if grad_hidden is not None:
-                grad_hidden[start : start + chunk] = grad @ weight
-            if grad_weight is not None:
-                grad_weight += grad.t() @ rows.to(weight.dtype)
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.weight_dtype = weight.dtype
-        z_loss = z_loss_coef * z_sum / denominator
-        ctx.mark_non_differentiable(z_loss)  # reported on its own; its gradient flows through the loss
-        return ce_sum / denominator + z_loss, z_loss
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        grad_hidden, grad_weight = ctx.saved_tensors
-        return (
-            None if grad_hidden is None else grad_hidden * grad_loss,
-            None if grad_weight is None else (grad_weight * grad_loss).to(ctx.weight_dtype),
-            None, None, None, None,
-        )
-
-
-class FoundryResidualLinear(nn.Linear):
-    """A projection whose output is added to the residual stream (``o_proj``, ``down_proj``).
-
-    A plain ``nn.Linear`` in every respect but its init (see ``FoundryPreTrainedModel``); the class
-    marks it because transformers initializes parameters module by module, where a name is not known.
-    """
 
 
 def apply_rotary_pos_emb(
@@ -245,6 +137,27 @@ def apply_rotary_pos_emb(
         torch.addcmul(q * cos, q.roll(half, dims=-1), signed_sin),
         torch.addcmul(k * cos, k.roll(half, dims=-1), signed_sin),
     )
+
+
+class FoundryResidualLinear(nn.Linear):
+    """A projection whose output is added to the residual stream (``o_proj``, ``down_proj``).
+
+    A plain ``nn.Linear`` in every respect but its init (see ``FoundryPreTrainedModel``); the class
+    marks it because transformers initializes parameters module by module, where a name is not known.
+    """
+
+
+class FoundryMLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: FoundryConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = FoundryResidualLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -286,7 +199,7 @@ class FoundryAttention(nn.Module):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
-        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.head_dim = config.head_dim
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
@@ -356,19 +269,6 @@ class FoundryAttention(nn.Module):
         )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         return self.o_proj(attn_output), attn_weights
-
-
-class FoundryMLP(nn.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
-
-    def __init__(self, config: FoundryConfig) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.down_proj = FoundryResidualLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class FoundryDecoderLayer(GradientCheckpointingLayer):
@@ -565,8 +465,15 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         ``num_items_in_batch`` (gradient accumulation) both are summed and divided by it instead.
         ``shift_labels`` (transformers' name) gives targets already aligned with the positions, so a
         pretraining window of S+1 tokens trains all S predictions: inputs ``w[:, :-1]``, targets
-        ``w[:, 1:]``. In training mode with targets the loss comes from ``fused_lm_loss`` and
-        ``logits`` is None: the full logits are never built.
+        ``w[:, 1:]``.
+
+        In training mode with targets, and with ``config.fused_lm_head_loss`` (the default), the LM
+        head and the loss are computed together chunk by chunk (``fused_lm_loss``): the
+        ``[tokens, vocab]`` logits are never built and ``logits`` is None. Loss and gradients are
+        those of the unfused path. A training step that needs the logits (a ``Trainer`` with
+        ``compute_loss_func`` or a callback reading ``outputs.logits``, distillation) sets
+        ``model.config.fused_lm_head_loss = False``, or calls the model without targets. Eval mode
+        (``Trainer.evaluate``/``predict``, ``generate``) always returns the logits.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -586,7 +493,7 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
 
         logits = loss = z_loss = None
         has_targets = labels is not None or shift_labels is not None
-        if has_targets and self.training and self._lm_head_is_fusable():
+        if has_targets and self.training and self.config.fused_lm_head_loss and self._lm_head_is_fusable():
             loss, z_loss = self.fused_lm_loss(hidden_states, labels, num_items_in_batch, shift_labels)
         else:
             logits = self.lm_head(hidden_states)
@@ -623,9 +530,8 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``lm_loss(lm_head(hidden_states), ...)`` without materializing the logits (``FusedLMHeadLoss``).
 
-        Used by ``forward`` in training mode when targets are given; it then returns ``logits=None``,
-        as Liger-Kernel's fused loss does. A caller that needs training-mode logits (distillation,
-        say) passes no targets and computes its own loss from them.
+        Used by ``forward`` in training mode when targets are given and ``config.fused_lm_head_loss``
+        is on; it then returns ``logits=None``, as Liger-Kernel's fused loss does.
         """
         targets = self._flat_targets(labels, shift_labels).to(hidden_states.device)
         denominator = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
@@ -684,8 +590,118 @@ class FoundryForCausalLM(FoundryPreTrainedModel, GenerationMixin):
         matmul_params = self.num_parameters() - embedding
         if cfg.tie_word_embeddings:
             matmul_params += self.lm_head.weight.numel()
-        head_width = cfg.num_attention_heads * (cfg.hidden_size // cfg.num_attention_heads)
+        head_width = cfg.num_attention_heads * cfg.head_dim
         return float(6 * matmul_params + 12 * cfg.num_hidden_layers * head_width * seq_len)
+
+
+# --- the fused LM head + loss (training mode, ``FoundryConfig.fused_lm_head_loss``) ---------------
+
+
+def _loss_chunk_rows(vocab_size: int, device: torch.device) -> int:
+    """Rows of logits computed at once by the fused loss: ~16 MB of float32 on CPU, where a chunk
+    that stays in cache is what makes it fast, and ~256 MB on accelerators, where fewer, larger
+    matmuls are. Never fewer than 256 rows, so the matmuls stay efficient for huge vocabularies."""
+    budget = 2**22 if device.type == "cpu" else 2**26
+    return max(256, budget // vocab_size)
+
+
+class FusedLMHeadLoss(torch.autograd.Function):
+    """Cross-entropy (+ z-loss) of the LM head's logits ``hidden @ weight.T``, chunk by chunk.
+
+    The ``[tokens, vocab]`` logits are pretraining's largest activation, and ``lm_head`` followed by
+    ``F.cross_entropy`` writes them, their log-softmax and the gradient of each as full tensors.
+    Here each chunk of logits lives only while its loss and its gradient are computed, both in the
+    forward pass; backward scales the stored gradients by the incoming one. Same loss and gradients
+    as the unfused path (tested), a fraction of its memory, and measurably faster
+    (``benchmarks/model_speed.py``). Gradient of ``ce + coef * lse^2`` per row, with ``p`` the softmax:
+    ``p * (1 + 2 * coef * lse) - onehot(target)``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+        denominator: torch.Tensor, z_loss_coef: float, chunk: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Only the gradients autograd will ask for: a frozen head (as under LoRA) costs no [V, H] matmul.
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if need_weight else None
+        ce_sum = hidden.new_zeros((), dtype=torch.float32)
+        z_sum = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], chunk):
+            rows, row_targets = hidden[start : start + chunk], targets[start : start + chunk]
+            logits = (rows @ weight.t()).float()  # under autocast: low-precision matmul, float32 softmax
+            valid = (row_targets != -100).unsqueeze(-1)
+            index = row_targets.clamp(min=0).unsqueeze(-1)
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+            ce_sum += torch.where(valid, lse - logits.gather(-1, index), 0.0).sum()
+            grad = logits.sub_(lse).exp_()  # softmax, in place of the logits
+            if z_loss_coef:
+                z_sum += torch.where(valid, lse.square(), 0.0).sum()
+                grad.mul_(1.0 + 2.0 * z_loss_coef * lse)
+            grad.scatter_add_(-1, index, torch.full_like(lse, -1.0))
+            grad = grad.mul_(valid / denominator).to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[start : start + chunk] = grad @ weight
+            if grad_weight is not None:
+                grad_weight += grad.t() @ rows.to(weight.dtype)
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        z_loss = z_loss_coef * z_sum / denominator
+        ctx.mark_non_differentiable(z_loss)  # reported on its own; its gradient flows through the loss
+        return ce_sum / denominator + z_loss, z_loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (
+            None if grad_hidden is None else grad_hidden * grad_loss,
+            None if grad_weight is None else (grad_weight * grad_loss).to(ctx.weight_dtype),
+            None, None, None, None,
+        )
+
+
+# --- transformers 5.x compatibility, resolved once at import; the Hub's auto_map ------------------
+# The models above read these at call time. They are here, not at the top, so the model reads first.
+# Name of the cache field on model outputs (``generate`` reads the cache back from it).
+_CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
+_MASK_PARAMS = set(inspect.signature(create_causal_mask).parameters)
+# torch >= 2.4; remote-code users on an older torch take RMSNorm's composite path everywhere.
+_HAS_FUSED_RMS_NORM = hasattr(F, "rms_norm")
+
+# Keys of the ``auto_map`` written to config.json: AutoModel and AutoModelForCausalLM both load the folder.
+AUTO_MAP = {
+    "AutoConfig": "configuration_foundry.FoundryConfig",
+    "AutoModel": "modeling_foundry.FoundryModel",
+    "AutoModelForCausalLM": "modeling_foundry.FoundryForCausalLM",
+}
+
+
+def _causal_mask(
+    config: FoundryConfig,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cache: Cache | None,
+    position_ids: torch.Tensor,
+    cache_position: torch.Tensor,
+) -> Any:
+    """transformers' causal(+padding) mask in whatever form the attention implementation wants."""
+    candidates = {
+        "config": config,
+        "inputs_embeds": inputs_embeds,
+        "input_embeds": inputs_embeds,
+        "attention_mask": attention_mask,
+        "cache": cache,
+        "past_key_values": cache,
+        "position_ids": position_ids,
+        "cache_position": cache_position,
+    }
+    return create_causal_mask(**{k: v for k, v in candidates.items() if k in _MASK_PARAMS})
+
+
+def _with_cache(output_cls: type, cache: Cache | None, **values: Any) -> Any:
+    """Build a model output, putting the cache under the field name this transformers release uses."""
+    return output_cls(**values, **{_CACHE_FIELD: cache})
 
 
 __all__ = ["FoundryCausalLMOutputWithPast", "FoundryForCausalLM", "FoundryModel", "FoundryPreTrainedModel", "FusedLMHeadLoss"]
