@@ -116,11 +116,6 @@ def test_auto_classes_load_a_foundry_folder_after_only_import_lmfoundry(saved, p
     assert torch.equal(torch.tensor(out["logits"]), logits)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lmfoundry/cli.py imports every stage's CLI module, and they import torch/transformers/datatrove, "
-    "to print --help (issue 11 item 8); remove this mark once the CLI rewrite keeps --help light",
-)
 def test_help_imports_no_torch():
     run_python(
         """

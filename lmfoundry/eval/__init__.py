@@ -2,11 +2,28 @@
 
 ``evaluate_model`` is what ``lmfoundry eval`` runs; a training loop scores its model in-loop with
 ``evaluate_bpb(LanguageModel(model, tokenizer), shards_dir)``.
+
+Names are imported on first use, so importing the package (and its cli) stays cheap.
 """
 
-from lmfoundry.eval.harness import evaluate_model
-from lmfoundry.eval.lm import LanguageModel
-from lmfoundry.eval.sandbox import ExecutionResult, Sandbox, SandboxLimits
-from lmfoundry.eval.tasks.bpb import evaluate_bpb
+from __future__ import annotations
 
-__all__ = ["ExecutionResult", "LanguageModel", "Sandbox", "SandboxLimits", "evaluate_bpb", "evaluate_model"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate_model": "lmfoundry.eval.harness",
+    "LanguageModel": "lmfoundry.eval.lm",
+    "ExecutionResult": "lmfoundry.eval.sandbox",
+    "Sandbox": "lmfoundry.eval.sandbox",
+    "SandboxLimits": "lmfoundry.eval.sandbox",
+    "evaluate_bpb": "lmfoundry.eval.tasks.bpb",
+    "EvalConfig": "lmfoundry.eval.config",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

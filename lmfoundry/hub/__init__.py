@@ -1,7 +1,23 @@
-"""Model card and Hub push: ``write_model_card`` (used by ``lmfoundry run``'s export) and ``push_to_hub``."""
+"""Model card and Hub push: ``write_model_card`` (used by ``lmfoundry run``'s export) and ``push_to_hub``.
 
-from lmfoundry.hub.card import write_model_card
-from lmfoundry.hub.config import HubConfig
-from lmfoundry.hub.push import prepare_upload, push_to_hub
+Names are imported on first use, so importing the package (and its cli) stays cheap.
+"""
 
-__all__ = ["HubConfig", "prepare_upload", "push_to_hub", "write_model_card"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "write_model_card": "lmfoundry.hub.card",
+    "HubConfig": "lmfoundry.hub.config",
+    "prepare_upload": "lmfoundry.hub.push",
+    "push_to_hub": "lmfoundry.hub.push",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,21 +1,28 @@
-"""Tokenizer training (byte-level BPE), its fingerprint, and fast bulk encoding for the data stage."""
+"""Tokenizer training (byte-level BPE), its fingerprint, and fast bulk encoding for the data stage.
 
-from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
-from lmfoundry.tokenization.report import tokenizer_report
-from lmfoundry.tokenization.train import (
-    EOS_TOKEN,
-    PAD_TOKEN,
-    SPECIAL_TOKEN_PRESETS,
-    special_token_ids,
-    train_tokenizer,
-)
+Names are imported on first use, so importing the package (and its cli) stays cheap.
+"""
 
-__all__ = [
-    "EOS_TOKEN",
-    "PAD_TOKEN",
-    "SPECIAL_TOKEN_PRESETS",
-    "special_token_ids",
-    "tokenizer_fingerprint",
-    "tokenizer_report",
-    "train_tokenizer",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "tokenizer_fingerprint": "lmfoundry.tokenization.fingerprint",
+    "tokenizer_report": "lmfoundry.tokenization.report",
+    "EOS_TOKEN": "lmfoundry.tokenization.train",
+    "PAD_TOKEN": "lmfoundry.tokenization.train",
+    "SPECIAL_TOKEN_PRESETS": "lmfoundry.tokenization.train",
+    "special_token_ids": "lmfoundry.tokenization.train",
+    "train_tokenizer": "lmfoundry.tokenization.train",
+    "TokenizerConfig": "lmfoundry.tokenization.config",
+    "build_tokenizer": "lmfoundry.tokenization.stage",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,209 @@
+"""`lmfoundry run`: the whole journey from raw text to a loadable model, one stage after another.
+
+Stages run in order, each reading the previous stage's folder and writing its own under the run
+folder (curate → tokenizer → shards → train → eval → model). A stage is complete when its marker
+``RUN/.stages/<stage>.json`` exists; the marker is written atomically after the stage's output is
+whole, so a rerun skips complete stages and redoes (or resumes, for training and curation) the one
+that was interrupted. The marker also keeps the stage's wall time and key numbers for the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.atomic import write_json_atomic
+from lmfoundry.command import section_class
+from lmfoundry.data.curation import curate
+from lmfoundry.data.default_corpus import write_default_corpus
+from lmfoundry.data.tokenize_executor import tokenize_shards
+from lmfoundry.eval.harness import evaluate_model
+from lmfoundry.eval.unigram import unigram_bits_per_byte
+from lmfoundry.hub import push_to_hub, write_model_card
+from lmfoundry.layout import STAGES, RunLayout
+from lmfoundry.locks import folder_lock
+from lmfoundry.modeling import FoundryConfig
+from lmfoundry.pipeline.config import RunConfig
+from lmfoundry.recipe import dump_recipe, parse_section
+from lmfoundry.tokenization.stage import build_tokenizer
+from lmfoundry.training.loop import train
+
+logger = logging.getLogger(__name__)
+
+
+class StageSubmitted(Exception):
+    """A stage handed its work to a cluster scheduler (Slurm) and returned before it ran: the run
+    stops there, without the stage's marker, and the same command resumes once the jobs finish."""
+
+    def __init__(self, stage: str, logging_dir: str | None) -> None:
+        super().__init__(f"stage {stage}: jobs submitted to the cluster (logs: {logging_dir}); "
+                         "rerun the same command once they finish")
+        self.stage = stage
+
+
+def _finished(stage: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` of a data stage, unless its executor only submitted jobs (then ``StageSubmitted``)."""
+    if result.get("submitted"):
+        raise StageSubmitted(stage, result.get("logging_dir"))
+    return result
+
+
+@dataclass
+class Run:
+    """What every stage gets: the recipe (sections parsed on demand), the run section, the layout."""
+
+    recipe: dict[str, dict[str, Any]]
+    config: RunConfig
+    layout: RunLayout
+
+    def section(self, name: str) -> Any:
+        return parse_section(section_class(name), self.recipe, name)
+
+
+def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
+    """Parse every section the pipeline will use, so a typo fails before hours of curation."""
+    for name in ("run", "tokenizer", "tokenize", "eval", "hub"):
+        parse_section(section_class(name), recipe, name)
+    data = recipe.get("data", {})
+    curate_config = section_class("data")
+    parse_section(curate_config, {"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
+    train_fields = {"shards": "-", "tokenizer": "-", **recipe.get("train", {})}
+    parse_section(section_class("train"), {"train": train_fields}, "train")
+    FoundryConfig(**{"vocab_size": 512, **recipe.get("model", {})})
+
+
+def stage_curate(run: Run) -> dict[str, Any]:
+    data = dict(run.recipe.get("data", {}))
+    if not data.get("inputs"):
+        if not run.config.default_corpus:
+            raise ValueError("recipe field data.inputs: no inputs, and run.default_corpus is false")
+        folders = write_default_corpus(run.layout.corpus)
+        data["inputs"] = [str(folders["books"]), str(folders["code"])]
+    config = run.section("data")
+    config.inputs = data["inputs"]
+    stats = _finished("curate", curate(config, run.layout.curate))
+    return {
+        "documents_read": stats["read"]["documents_out"],
+        "documents_kept": stats["output"]["documents"],
+        "mb_kept": round(stats["output"]["bytes"] / 1e6, 2),
+    }
+
+
+def stage_tokenizer(run: Run) -> dict[str, Any]:
+    # overwrite: an unmarked tokenizer folder is an interrupted stage's (a new one is built beside it, then swapped)
+    result = build_tokenizer(run.section("tokenizer"), [run.layout.curate], run.layout.tokenizer,
+                             held_out_fraction=run.section("tokenize").val_fraction, overwrite=True)
+    return {"vocab_size": result["vocab_size"], "bytes_per_token": result["bytes_per_token"]}
+
+
+def stage_tokenize(run: Run) -> dict[str, Any]:
+    manifest = _finished("tokenize", tokenize_shards(
+        [run.layout.curate], run.layout.tokenizer, run.layout.shards, **dataclasses.asdict(run.section("tokenize"))
+    ))
+    return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
+
+
+def stage_train(run: Run) -> dict[str, Any]:
+    recipe = {**run.recipe, "train": {"seed": run.config.seed, **run.recipe.get("train", {})}}
+    recipe["train"].update(shards=str(run.layout.shards), tokenizer=str(run.layout.tokenizer))
+    return train(recipe, run.layout.train)
+
+
+def stage_eval(run: Run) -> dict[str, Any]:
+    config = run.section("eval")
+    config.bpb_data = str(run.layout.shards)
+    results = evaluate_model(run.layout.train_model, config, run.layout.eval_results)
+    summary = dict(results["results"])
+    summary["unigram_baseline"] = {"bits_per_byte": unigram_bits_per_byte(run.layout.shards)}
+    return summary
+
+
+def stage_export(run: Run) -> dict[str, Any]:
+    layout = run.layout
+    tmp = layout.model.with_name("model.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(layout.train_model, tmp)
+    shutil.rmtree(layout.model, ignore_errors=True)
+    tmp.rename(layout.model)
+    card = write_model_card(layout.model, run_dir=layout.root)
+    hub = run.section("hub")
+    url = push_to_hub(layout.model, hub) if hub.repo_id else None  # only when the recipe names a repo
+    return {"model": str(layout.model), "card": str(card), "pushed_to": url}
+
+
+# The folder each stage writes (a RunLayout property), locked while it runs; export replaces RUN/model whole.
+STAGE_FOLDERS = {"curate": "curate", "tokenizer": "tokenizer", "tokenize": "shards", "train": "train", "eval": "eval"}
+STAGE_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "curate": stage_curate,
+    "tokenizer": stage_tokenizer,
+    "tokenize": stage_tokenize,
+    "train": stage_train,
+    "eval": stage_eval,
+    "export": stage_export,
+}
+
+
+def run_pipeline(recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run every stage the recipe asks for, skipping complete ones; return the summary.
+
+    The run folder is locked for the whole run and each stage's folder while the stage runs, so a
+    second ``lmfoundry run`` (or a stage command) on the same folders stops at once with one line.
+    """
+    config = parse_section(RunConfig, recipe, "run")
+    layout = RunLayout(Path(config.output))
+    check_recipe(recipe)
+    with folder_lock(layout.root, "lmfoundry run"):
+        if not os.access(layout.root, os.W_OK):
+            raise PermissionError(f"run folder {layout.root} is not writable")
+        dump_recipe(recipe, layout.recipe)
+        run = Run(recipe, config, layout)
+        summary: dict[str, Any] = {"run": str(layout.root), "stages": {}}
+        for stage in STAGES:
+            if stage not in config.stages:
+                continue
+            marker = layout.marker(stage)
+            if marker.exists():
+                record = json.loads(marker.read_text())
+                logger.info("stage %s: complete (%.1fs earlier), skipping", stage, record["seconds"])
+                record["skipped"] = True
+            else:
+                logger.info("stage %s: starting", stage)
+                start = time.perf_counter()
+                folder = STAGE_FOLDERS.get(stage)
+                try:
+                    with folder_lock(getattr(layout, folder), f"lmfoundry run, stage {stage}") if folder \
+                            else nullcontext():
+                        result = STAGE_FUNCTIONS[stage](run)
+                except StageSubmitted as submitted:
+                    logger.info("%s", submitted)
+                    summary["pending"] = {"stage": stage, "message": str(submitted)}
+                    break
+                record = {"seconds": round(time.perf_counter() - start, 1), "result": result, "skipped": False}
+                write_json_atomic(marker, {k: v for k, v in record.items() if k != "skipped"})
+                logger.info("stage %s: done in %.1fs", stage, record["seconds"])
+            summary["stages"][stage] = record
+        write_json_atomic(layout.summary, summary)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A readable table of what was built, where, and how long each stage took."""
+    lines = [f"run folder: {summary['run']}", "", f"{'stage':<10} {'seconds':>8}  result"]
+    for stage, record in summary["stages"].items():
+        note = " (skipped: already complete)" if record.get("skipped") else ""
+        result = json.dumps(record.get("result", {}), default=str)
+        if len(result) > 140:
+            result = result[:137] + "..."
+        lines.append(f"{stage:<10} {record['seconds']:>8.1f}  {result}{note}")
+    if "pending" in summary:
+        lines += ["", summary["pending"]["message"]]
+    return "\n".join(lines)
