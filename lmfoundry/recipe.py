@@ -136,27 +136,50 @@ def parse_section(cls: type[T], recipe: dict[str, dict[str, Any]], section: str)
     return cls(**values)
 
 
+def coerce_fields(cls: type, body: dict[str, Any], section: str) -> dict[str, Any]:
+    """``body`` with each value coerced to the type ``cls.__init__`` declares for it (the ``model``
+    section, whose class is a transformers config rather than a dataclass); unknown names pass through."""
+    hints = typing.get_type_hints(cls.__init__)
+    return {name: _coerce(value, hints.get(name), f"{section}.{name}") for name, value in body.items()}
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Turn a string into the int/float/bool a field declares; leave everything else as given."""
-    if not isinstance(value, str):
-        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+    """``value`` as the int/float/bool the field declares, or a one-line error naming the field.
+
+    Strings are read (``"1e-3"`` -> 0.001, ``"no"`` -> False for a bool); an int field refuses a
+    fraction (``10.5``) and a bool field anything but true/false/yes/no, so no field silently holds
+    a value of another type. Fields of other types are left as given.
+    """
+    candidates = {annotation, *typing.get_args(annotation)}
+    if value is None and (type(None) in candidates or annotation is None):
+        return None
+    if bool in candidates:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+        raise ValueError(f"recipe field {where}: expected true or false, got {value!r}")
+    numbers = [kind for kind in (int, float) if kind in candidates]
+    if not numbers:
         return value
-    candidates = [annotation, *typing.get_args(annotation)]
-    for kind in (bool, int, float):
-        if kind in candidates:
-            if kind is bool:
-                if value.lower() in ("true", "yes", "1", "on"):
-                    return True
-                if value.lower() in ("false", "no", "0", "off"):
-                    return False
-                raise ValueError(f"recipe field {where}: expected true/false, got {value!r}")
+    if isinstance(value, bool):
+        raise ValueError(f"recipe field {where}: expected {numbers[0].__name__}, got {value!r}")
+    if isinstance(value, str):
+        for kind in numbers:
             try:
                 return kind(value)
             except ValueError:
-                if len([c for c in candidates if c in (int, float)]) > 1 and kind is int:
-                    continue
-                raise ValueError(f"recipe field {where}: expected {kind.__name__}, got {value!r}") from None
+                continue
+        raise ValueError(f"recipe field {where}: expected {' or '.join(k.__name__ for k in numbers)}, got {value!r}")
+    if isinstance(value, float) and int in candidates and float not in candidates:
+        if not value.is_integer():
+            raise ValueError(f"recipe field {where}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(value, int) and float in candidates and int not in candidates:
+        return float(value)
     return value
 
 

@@ -68,7 +68,7 @@ def test_unknown_fields_and_bad_values_name_the_field():
         parse_section(Section, {"s": {"bogus": 1}}, "s")
     with pytest.raises(ValueError, match=r"s\.steps: expected int, got 'many'"):
         parse_section(Section, {"s": {"steps": "many"}}, "s")
-    with pytest.raises(ValueError, match=r"s\.flag: expected true/false"):
+    with pytest.raises(ValueError, match=r"s\.flag: expected true or false"):
         parse_section(Section, {"s": {"flag": "perhaps"}}, "s")
 
 
@@ -103,3 +103,23 @@ def test_dump_recipe_round_trips(tmp_path):
     recipe = load_recipe("tiny")
     dump_recipe(recipe, tmp_path / "recipe.yaml")
     assert load_recipe(tmp_path / "recipe.yaml") == recipe
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (["--train.max_steps", "10.5"], r"train.max_steps: expected an integer, got 10.5"),
+    (["--train.compile", "maybe"], r"train.compile: expected true or false, got 'maybe'"),
+    (["--model.tie_word_embeddings", '"no"'], None),  # a quoted "no" is still the bool False, never a string
+    (["--model.hidden_size", "64.5"], r"model.hidden_size: expected an integer, got 64.5"),
+    (["--model.qk_norm", "sometimes"], r"model.qk_norm: expected true or false, got 'sometimes'"),
+])
+def test_values_of_the_wrong_type_are_refused_or_read_as_their_type(override, message):
+    recipe = load_recipe("tiny", override)
+    if message is None:
+        check_recipe(recipe)
+        from lmfoundry.modeling import FoundryConfig
+        from lmfoundry.recipe import coerce_fields
+
+        assert coerce_fields(FoundryConfig, recipe["model"], "model")["tie_word_embeddings"] is False
+        return
+    with pytest.raises(ValueError, match=message):
+        check_recipe(recipe)

@@ -33,7 +33,7 @@ from lmfoundry.layout import STAGES, RunLayout
 from lmfoundry.locks import folder_lock
 from lmfoundry.modeling import FoundryConfig
 from lmfoundry.pipeline.config import RunConfig
-from lmfoundry.recipe import dump_recipe, parse_section
+from lmfoundry.recipe import coerce_fields, dump_recipe, parse_section
 from lmfoundry.tokenization.stage import build_tokenizer
 from lmfoundry.training.loop import train
 
@@ -78,7 +78,7 @@ def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
     parse_section(curate_config, {"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
     train_fields = {"shards": "-", "tokenizer": "-", **recipe.get("train", {})}
     parse_section(section_class("train"), {"train": train_fields}, "train")
-    FoundryConfig(**{"vocab_size": 512, **recipe.get("model", {})})
+    FoundryConfig(**{"vocab_size": 512, **coerce_fields(FoundryConfig, recipe.get("model", {}), "model")})
 
 
 def stage_curate(run: Run) -> dict[str, Any]:

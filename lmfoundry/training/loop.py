@@ -38,7 +38,7 @@ from transformers import AutoTokenizer
 from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.errors import DivergedError
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.recipe import dump_recipe, parse_section
+from lmfoundry.recipe import coerce_fields, dump_recipe, parse_section
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.checkpoints import Checkpoint, CheckpointManager
@@ -101,7 +101,7 @@ def model_config_from_recipe(fields: dict[str, Any], tokenizer) -> FoundryConfig
         raise ValueError(f"recipe section 'model': unknown field(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(sorted(allowed))}")
     from_tokenizer = special_token_ids(tokenizer)
-    fields = {**from_tokenizer, **fields}
+    fields = {**from_tokenizer, **coerce_fields(FoundryConfig, fields, "model")}
     if fields["vocab_size"] < from_tokenizer["vocab_size"]:
         raise ValueError(f"recipe field model.vocab_size={fields['vocab_size']} is smaller than the "
                          f"tokenizer's vocabulary ({from_tokenizer['vocab_size']})")
