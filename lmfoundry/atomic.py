@@ -50,3 +50,19 @@ def copy_file_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_folder(staged: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the whole folder ``staged`` in place of ``target``, which stays whole until the swap.
+
+    Two renames in one filesystem: the old folder moves aside, the new one takes its name, then
+    the old one is deleted. A crash between them leaves ``target.old`` beside a whole ``target``
+    (or, before the second rename, the old folder under ``target.old``): never a half folder.
+    """
+    staged, target = Path(staged), Path(target)
+    aside = target.with_name(target.name + ".old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(staged, target)
+    shutil.rmtree(aside, ignore_errors=True)

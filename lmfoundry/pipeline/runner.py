@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.atomic import write_json_atomic
+from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.command import section_class
 from lmfoundry.data.curation import curate
 from lmfoundry.data.default_corpus import write_default_corpus
@@ -129,11 +129,10 @@ def stage_eval(run: Run) -> dict[str, Any]:
 
 def stage_export(run: Run) -> dict[str, Any]:
     layout = run.layout
-    tmp = layout.model.with_name("model.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(layout.train_model, tmp)
-    shutil.rmtree(layout.model, ignore_errors=True)
-    tmp.rename(layout.model)
+    staged = layout.model.with_name("model.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(layout.train_model, staged)
+    replace_folder(staged, layout.model)  # the earlier export stays whole until the new one is
     card = write_model_card(layout.model, run_dir=layout.root)
     hub = run.section("hub")
     url = push_to_hub(layout.model, hub) if hub.repo_id else None  # only when the recipe names a repo
