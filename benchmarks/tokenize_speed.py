@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lmfoundry.data.default_corpus import bible_jsonl_path
 from lmfoundry.data.tokenize import tokenize_corpus
+
+from lmfoundry.data.default_corpus import bible_jsonl_path
 from lmfoundry.tokenization import train_tokenizer
 
 

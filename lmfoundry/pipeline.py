@@ -9,7 +9,6 @@ that was interrupted. The marker also keeps the stage's wall time and key number
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.atomic import write_json_atomic
+from lmfoundry.data.shards.config import TokenizeConfig
 from lmfoundry.recipe import dump_recipe, parse_section
 
 logger = logging.getLogger(__name__)
@@ -52,31 +52,6 @@ class TokenizerSection:
     extra_special_tokens: list[str] = field(default_factory=list)
     min_frequency: int = 2
     max_bytes: int | None = None
-
-
-@dataclass
-class TokenizeSection:
-    """The recipe's ``tokenize`` section: arguments of :func:`lmfoundry.data.tokenize_executor.tokenize_shards`.
-
-    With ``tasks``, ``executor`` or ``executor_options`` set, the shards are written by datatrove
-    tasks (``tasks`` defaults to ``workers``; ``workers`` of them at once locally), so tokenization
-    scales out on Slurm or Ray like curation does. The shards and the manifest are the same either way.
-    """
-
-    val_fraction: float = 0.01
-    workers: int = 1
-    shard_tokens: int = 100_000_000
-    tasks: int | None = None
-    executor: str | None = None
-    executor_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from lmfoundry.data.executors import EXECUTORS
-
-        if self.executor is not None and self.executor not in EXECUTORS:
-            raise ValueError(f"recipe field tokenize.executor: {self.executor!r}; allowed: {', '.join(EXECUTORS)}")
-        if self.tasks is not None and self.tasks < 1:
-            raise ValueError(f"recipe field tokenize.tasks must be at least 1, got {self.tasks}")
 
 
 class StageSubmitted(Exception):
@@ -182,7 +157,7 @@ def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
 
     parse_section(RunConfig, recipe, "run")
     parse_section(TokenizerSection, recipe, "tokenizer")
-    parse_section(TokenizeSection, recipe, "tokenize")
+    parse_section(TokenizeConfig, recipe, "tokenize")
     data = recipe.get("data", {})
     parse_section(CurateConfig, {"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
     train_fields = {"shards": "-", "tokenizer": "-", **recipe.get("train", {})}
@@ -217,7 +192,7 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
     section = parse_section(TokenizerSection, recipe, "tokenizer")
     # Hold out exactly the documents the shards' val split will hold, so bpb is measured on text
     # the tokenizer never saw either.
-    val_fraction = parse_section(TokenizeSection, recipe, "tokenize").val_fraction
+    val = parse_section(TokenizeConfig, recipe, "tokenize")
     shutil.rmtree(layout.tokenizer, ignore_errors=True)  # an unmarked folder is an interrupted one
     tokenizer = train_tokenizer(
         [layout.curate],
@@ -226,7 +201,8 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
         extra_special_tokens=section.extra_special_tokens,
         min_frequency=section.min_frequency,
         max_bytes=section.max_bytes,
-        held_out_fraction=val_fraction,
+        held_out_fraction=val.val_fraction,
+        held_out_method=val.val_method,
     )
     report_path = layout.tokenizer / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -234,12 +210,10 @@ def stage_tokenizer(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str
 
 
 def stage_tokenize(recipe: dict, run: RunConfig, layout: RunLayout) -> dict[str, Any]:
-    from lmfoundry.data.tokenize_executor import tokenize_shards
+    from lmfoundry.data.shards import tokenize_shards
 
-    section = parse_section(TokenizeSection, recipe, "tokenize")
-    manifest = _finished("tokenize", tokenize_shards(
-        [layout.curate], layout.tokenizer, layout.shards, **dataclasses.asdict(section)
-    ))
+    config = parse_section(TokenizeConfig, recipe, "tokenize")
+    manifest = _finished("tokenize", tokenize_shards(config, [layout.curate], layout.tokenizer, layout.shards))
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
 

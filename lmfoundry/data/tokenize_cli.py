@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 from lmfoundry.data.executors import EXECUTORS
 
@@ -33,7 +32,7 @@ def register(subparsers) -> None:
         "--text-field", default="text", help="jsonl/parquet field holding the text (default: text)"
     )
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: CPU count)"
+        "--workers", type=int, default=None, help="encoding processes (default: every CPU core)"
     )
     parser.add_argument(
         "--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default: 1e8)"
@@ -58,21 +57,19 @@ def register(subparsers) -> None:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    from lmfoundry.data.tokenize_executor import tokenize_shards
+    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
-    manifest = tokenize_shards(
-        args.input,
-        args.tokenizer,
-        args.output,
+    config = TokenizeConfig(
         tasks=args.tasks,
         executor=args.executor,
-        executor_options=args.executor_options,
+        executor_options=args.executor_options or {},
         workers=args.workers,
         val_fraction=args.val_fraction,
         text_field=args.text_field,
         shard_tokens=args.shard_tokens,
         overwrite=args.overwrite,
     )
+    manifest = tokenize_shards(config, args.input, args.tokenizer, args.output)
     if not manifest.get("splits"):
         print(f"tasks submitted (logs: {manifest['logging_dir']}); rerun this command once they finish")
         return 0
