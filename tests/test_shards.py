@@ -301,3 +301,39 @@ def test_cli_tokenize(tmp_path, tok_dir, docs, capsys):
     assert read_manifest(tmp_path / "s")["val_fraction"] == 0.2
     assert main([*args[:-2], "--val-fraction", "1.5"]) == 2
     assert "val_fraction" in capsys.readouterr().err
+
+
+def shard_digest(out) -> str:
+    """One sha256 over every shard's name, tokens and document index."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(out.glob("*/*")):
+        if path.name.endswith((".ds", ".ds.index")):
+            digest.update(f"{path.parent.name}/{path.name}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# Computed with the code from before tokenization moved into lmfoundry/data/shards (commit 2bc0aee), for
+# the tokenizer this fingerprint names (tokenizers trains the same merges from the same corpus).
+BEFORE_THE_MOVE = {
+    "tokenizer": "727755d85980abceea1f9a3f29f777b24bf833f06b23101049dc789283dd4765",
+    "local": "7393f2fbc36e591e705e046032438caec00f5dc016d14550979155f1413cb7f1",
+    "tasks": "cdd5209e2dc07ea4615f15e63f6efce00ab873418286c9c1ee3c1a5fcdb25dbc",
+}
+
+
+def test_shards_are_bitwise_those_of_the_code_before_the_move(tmp_path, tok_dir, docs):
+    if tokenizer_fingerprint(tok_dir) != BEFORE_THE_MOVE["tokenizer"]:
+        pytest.skip("this tokenizers release trains another tokenizer from the fixture corpus")
+    (tmp_path / "in").mkdir()
+    write_jsonl(tmp_path / "in" / "a.jsonl", docs[:150])
+    write_jsonl(tmp_path / "in" / "b.jsonl.gz", ["", *docs[150:300]])
+    write_jsonl(tmp_path / "in" / "c.jsonl", docs[300:])
+    options = {"val_fraction": 0.1, "shard_tokens": 5000}
+    manifest = tokenize(tmp_path / "in", tok_dir, tmp_path / "local", workers=2, checkpoint_bytes=20_000, **options)
+    assert manifest["val_method"] == "documents"  # 400 documents: auto keeps the whole-document rule
+    assert shard_digest(tmp_path / "local") == BEFORE_THE_MOVE["local"]
+    tokenize(tmp_path / "in", tok_dir, tmp_path / "tasks", tasks=2, **options)
+    assert shard_digest(tmp_path / "tasks") == BEFORE_THE_MOVE["tasks"]
