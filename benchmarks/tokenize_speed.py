@@ -105,9 +105,11 @@ def compare_schedulers(root: Path, n_bytes: int, workers: int) -> None:
         tasks_config = TokenizeConfig(workers=workers, tasks=tasks, executor="local")
         datatrove = timed(tasks_config, inputs, root / "tok", root / f"tasks-{name}", n_bytes)
         single = timed(TokenizeConfig(workers=1, tasks=1), inputs, root / "tok", root / f"task1-{name}", n_bytes)
+        local_one = timed(TokenizeConfig(workers=1), inputs, root / "tok", root / f"local1-{name}", n_bytes)
         reference = shard_digest(root / f"local-{name}")
         print(
-            f"{name}: local job {local:.2f} MB/s; datatrove {tasks} tasks {datatrove:.2f} MB/s, shards "
+            f"{name}: local job {local:.2f} MB/s ({local_one:.2f} with 1 worker); "
+            f"datatrove {tasks} tasks {datatrove:.2f} MB/s, shards "
             f"{'equal' if shard_digest(root / f'tasks-{name}') == reference else 'differ'}; "
             f"1 task {single:.2f} MB/s, shards {'equal' if shard_digest(root / f'task1-{name}') == reference else 'differ'}"
         )

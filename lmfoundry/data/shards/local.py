@@ -13,14 +13,16 @@ them, and produces exactly the shards an uninterrupted run would. Anything else 
 scratch.
 
 Why this scheduler exists next to datatrove's ``LocalPipelineExecutor`` running
-:class:`~lmfoundry.data.shards.steps.TokenizeShards` (measured by ``benchmarks/tokenize_speed.py
+:class:`~lmfoundry.data.shards.steps.TokenizeShards` (``python benchmarks/tokenize_speed.py
 --schedulers``): a datatrove task is the unit of parallelism and reads whole files, so on one input
-file (a single jsonl, or a book as one txt) the executor runs one process however many workers it
-has, and with N tasks over several files it writes other shards (documents grouped by task, not in
-input order; the same documents per split). Only with one task are its shards bitwise those of this
-scheduler. This one parallelizes batches of any file over ``workers`` processes, keeps input order,
-and resumes inside a file. On the 2-core development machine (16 MB, 8k BPE, 2 workers), one file:
-this scheduler {LOCAL_ONE} MB/s vs the executor {DT_ONE} MB/s; four files: {LOCAL_FOUR} vs {DT_FOUR} MB/s.
+file (one jsonl, or a book as one txt) the executor runs one process however many workers it has;
+with N tasks over several files it writes other shards (documents grouped by task, not in input
+order; the same documents per split). Only one task reproduces this scheduler's shards bitwise, and
+one task is one process. This scheduler spreads the batches of any file over ``workers`` processes,
+keeps input order, and resumes inside a file. ``benchmarks/tokenize_speed.py --schedulers``
+measures both on one file and on four (the numbers are in the README's shards section, not here,
+so they do not go stale): with one process each the two are comparable; on one file with several
+workers this scheduler is the faster by the parallelism the executor cannot use.
 """
 
 from __future__ import annotations
