@@ -337,3 +337,16 @@ def test_shards_are_bitwise_those_of_the_code_before_the_move(tmp_path, tok_dir,
     assert shard_digest(tmp_path / "local") == BEFORE_THE_MOVE["local"]
     tokenize(tmp_path / "in", tok_dir, tmp_path / "tasks", tasks=2, **options)
     assert shard_digest(tmp_path / "tasks") == BEFORE_THE_MOVE["tasks"]
+
+
+def test_a_folder_from_before_val_method_counts_as_whole_documents(tmp_path, tok_dir, docs):
+    write_jsonl(tmp_path / "in.jsonl", docs[:100])
+    out = tmp_path / "shards"
+    tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1)  # 100 documents: auto -> documents
+    manifest = read_manifest(out)
+    assert (manifest["val_method"], manifest["val_reason"]) == ("documents", "auto: at least 100 documents")
+    del manifest["val_method"], manifest["val_reason"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1) == manifest  # complete: kept
+    with pytest.raises(FileExistsError, match="different inputs or settings"):
+        tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1, val_method="tail")
