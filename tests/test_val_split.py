@@ -14,6 +14,7 @@ import pytest
 from test_shards import read_split, tokenize, write_jsonl
 from test_tokenizer_fixtures import make_corpus
 
+from lmfoundry.cli import main
 from lmfoundry.data.shards import read_manifest
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.tokenization.holdout import ValSplit, tail_cut, val_split_for
@@ -83,7 +84,7 @@ def test_a_single_book_gets_a_val_tail_the_tokenizer_never_trains_on(shared, tmp
     report = json.loads((tmp_path / "tok" / "report.json").read_text())
     manifest = tokenize(book, tmp_path / "tok", tmp_path / "shards", val_fraction=0.02)
 
-    assert manifest["val_method"] == "tail" and "1 documents" in manifest["val_reason"]
+    assert manifest["val_method"] == "tail" and "1 document," in manifest["val_reason"]
     assert report["held_out_split"]["method"] == "tail" and report["held_out"]
     assert report["training_bytes"] == manifest["splits"]["train"]["bytes"]  # the tokenizer saw train text only
     val, train_part = manifest["splits"]["val"], manifest["splits"]["train"]
@@ -107,3 +108,27 @@ def test_a_single_book_gets_a_val_tail_the_tokenizer_never_trains_on(shared, tmp
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "val"] == [1, 2]
     assert read_manifest(tmp_path / "shards")["val_method"] == "tail"
+
+
+def test_a_run_on_one_book_validates_and_evaluates(shared, tmp_path):
+    """The failure this fixes: one whole-file input, no val split, no validation, eval failing the run."""
+    run = tmp_path / "run"
+    small = ["--tokenizer.vocab_size", "384", "--model.hidden_size", "32", "--model.intermediate_size", "64",
+             "--model.num_hidden_layers", "1", "--model.num_attention_heads", "2", "--model.num_key_value_heads", "1",
+             "--model.max_position_embeddings", "64", "--train.seq_len", "32", "--train.micro_batch_size", "4",
+             "--train.global_batch_size", "4", "--train.max_steps", "2", "--train.warmup_steps", "1",
+             "--train.eval_every", "1", "--train.checkpoint_every", "0", "--train.sample_every", "0",
+             "--train.report_to", "none", "--data.workers", "1", "--data.tasks", "1", "--data.progress", "false",
+             "--eval.limit", "4", "--run.stages", "[curate, tokenizer, tokenize, train, eval]"]
+    book = shared / "corpora/books/the-devils-dictionary.txt"
+    assert main(["run", "tiny", "--output", str(run), "--data.inputs", f"[{book}]", *small]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    manifest = read_manifest(run / "shards")
+    assert manifest["splits"]["train"]["documents"] == manifest["splits"]["val"]["documents"] == 1
+    assert manifest["val_method"] == "tail"
+    report = json.loads((run / "tokenizer" / "report.json").read_text())
+    assert report["held_out_split"]["method"] == "tail"
+    assert report["training_bytes"] == manifest["splits"]["train"]["bytes"]
+    records = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "val" for r in records)
+    assert np.isfinite(summary["stages"]["eval"]["result"]["bpb"]["bits_per_byte"])

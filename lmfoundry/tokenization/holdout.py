@@ -100,8 +100,9 @@ def val_split_for(
     count = count_documents(files, text_field, needed)
     if count >= needed:
         return ValSplit(fraction, "documents", f"auto: at least {needed} documents")
+    documents = f"{count} document{'' if count == 1 else 's'}"
     return ValSplit(
-        fraction, "tail", f"auto: {count} documents, fewer than {needed} for ~{MIN_EXPECTED_VAL_DOCUMENTS} in val"
+        fraction, "tail", f"auto: {documents}, fewer than {needed} for ~{MIN_EXPECTED_VAL_DOCUMENTS} in val"
     )
 
 
