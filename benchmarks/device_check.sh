@@ -50,7 +50,7 @@ log "data: tokenizer and shards from the standard library"
 python - "$OUT" "$vocab" <<'EOF'
 import json, sys, sysconfig
 from pathlib import Path
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.tokenization import train_tokenizer
 out, vocab = Path(sys.argv[1]), int(sys.argv[2])
 corpus = out / "stdlib.jsonl"
@@ -60,7 +60,8 @@ with corpus.open("w", encoding="utf-8") as f:
         if text.strip():
             f.write(json.dumps({"text": text}) + "\n")
 train_tokenizer([corpus], vocab, out / "tokenizer", held_out_fraction=0.01)
-manifest = tokenize_corpus([corpus], out / "tokenizer", out / "shards", val_fraction=0.01, workers=8, overwrite=True)
+config = TokenizeConfig(val_fraction=0.01, workers=8, overwrite=True)
+manifest = tokenize_shards(config, [corpus], out / "tokenizer", out / "shards")
 print({split: manifest["splits"][split]["tokens"] for split in manifest["splits"]})
 EOF
 

@@ -26,7 +26,7 @@ import torch
 
 from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.data.default_corpus import bible_jsonl_path
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.training import train
@@ -41,7 +41,8 @@ def make_data(root: Path, verses: int) -> tuple[Path, Path]:
     corpus.write_text("".join(json.dumps({"text": " ".join(texts[i:i + 8])}) + "\n"
                               for i in range(0, len(texts), 8)), encoding="utf-8")
     train_tokenizer([corpus], 1024, root / "tokenizer", show_progress=False)
-    tokenize_corpus([corpus], root / "tokenizer", root / "shards", val_fraction=0.05, show_progress=False)
+    config = TokenizeConfig(val_fraction=0.05, workers=1)
+    tokenize_shards(config, [corpus], root / "tokenizer", root / "shards", show_progress=False)
     return root / "tokenizer", root / "shards"
 
 

@@ -25,7 +25,7 @@ VERB_MODULES = (
     "lmfoundry.pipeline.cli",
     "lmfoundry.data.curation.cli",
     "lmfoundry.tokenization.cli",
-    "lmfoundry.data.tokenize_cli",
+    "lmfoundry.data.shards.cli",
     "lmfoundry.training.cli",
     "lmfoundry.eval.cli",
     "lmfoundry.generation.cli",

@@ -47,7 +47,7 @@ SECTION_CLASSES: dict[str, str] = {
     "run": "lmfoundry.pipeline.config:RunConfig",
     "data": "lmfoundry.data.curation.config:CurateConfig",
     "tokenizer": "lmfoundry.tokenization.config:TokenizerConfig",
-    "tokenize": "lmfoundry.pipeline.config:TokenizeConfig",
+    "tokenize": "lmfoundry.data.shards.config:TokenizeConfig",
     "model": "lmfoundry.modeling.configuration_foundry:FoundryConfig",
     "train": "lmfoundry.training.config:TrainConfig",
     "eval": "lmfoundry.eval.config:EvalConfig",

@@ -13,8 +13,7 @@ from test_tokenizer_fixtures import make_corpus, make_tokenizer
 
 from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.dataset import PretrainDataset, WindowPermutation
-from lmfoundry.data.shards import make_manifest
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, make_manifest, tokenize_shards
 from lmfoundry.tokenization import tokenizer_fingerprint
 
 
@@ -24,7 +23,8 @@ def shards(tmp_path_factory):
     make_tokenizer(root / "tok", vocab_size=512)
     with open(root / "docs.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"text": d}) + "\n" for d in make_corpus(300, seed=7))
-    tokenize_corpus(root / "docs.jsonl", root / "tok", root / "shards", val_fraction=0.1, shard_tokens=3000)
+    config = TokenizeConfig(val_fraction=0.1, shard_tokens=3000, workers=1)
+    tokenize_shards(config, root / "docs.jsonl", root / "tok", root / "shards", show_progress=False)
     return root
 
 

@@ -215,12 +215,11 @@ def test_bpb_on_text_is_the_model_loss_over_utf8_bytes(lm, data_dir, tmp_path):
 
 
 def test_bpb_on_token_shards_uses_the_manifest_bytes(lm, model_dir, tmp_path):
-    from lmfoundry.data.tokenize import tokenize_corpus
+    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    manifest = tokenize_corpus(
-        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.2, show_progress=False
-    )
+    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
+    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
     val = manifest["splits"]["val"]
     result = evaluate_bpb(lm, tmp_path / "shards")
     n_shards = sum(1 for r in manifest["shards"] if r["split"] == "val")
@@ -312,12 +311,11 @@ def test_unknown_task_and_malformed_data_name_the_problem(model_dir, tmp_path, c
 
 
 def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_dir, tmp_path):
-    from lmfoundry.data.tokenize import tokenize_corpus
+    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    manifest = tokenize_corpus(
-        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.2, show_progress=False
-    )
+    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
+    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
     shard = tmp_path / "shards" / next(r["path"] for r in manifest["shards"] if r["split"] == "val")
     shard.write_bytes(shard.read_bytes()[:-2])  # truncated after tokenizing: only found when bpb runs
     out = tmp_path / "results.json"

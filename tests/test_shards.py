@@ -15,9 +15,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from lmfoundry.cli import main
-from lmfoundry.data.shard_encoding import EncodeJob
-from lmfoundry.data.shards import read_manifest
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, read_manifest, tokenize_shards
+from lmfoundry.data.shards.encoding import EncodeJob
 from lmfoundry.tokenization import tokenizer_fingerprint
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.sources import is_validation
@@ -34,6 +33,12 @@ def tok_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def docs():
     return make_corpus(400, seed=11)
+
+
+def tokenize(inputs, tokenizer_dir, output_dir, **settings):
+    """The shard stage with the settings given as keywords, one encoding process unless told."""
+    config = TokenizeConfig(**{"workers": 1, **settings})
+    return tokenize_shards(config, inputs, tokenizer_dir, output_dir, show_progress=False)
 
 
 def write_jsonl(path, docs, field="text"):
@@ -58,7 +63,7 @@ def test_round_trip_every_document(tmp_path, tok_dir, docs):
     write_jsonl(tmp_path / "in" / "a.jsonl", docs[:200])
     write_jsonl(tmp_path / "in" / "b.jsonl.gz", docs[200:])
     out = tmp_path / "shards"
-    manifest = tokenize_corpus(tmp_path / "in", tok_dir, out, val_fraction=0.1, shard_tokens=5000, workers=2)
+    manifest = tokenize(tmp_path / "in", tok_dir, out, val_fraction=0.1, shard_tokens=5000, workers=2)
     tok = AutoTokenizer.from_pretrained(tok_dir)
     eos = tok.eos_token_id
     for split, expected in (
@@ -95,7 +100,7 @@ def test_datatrove_reads_our_shards(tmp_path, tok_dir, docs):
 
     write_jsonl(tmp_path / "in.jsonl", docs)
     out = tmp_path / "shards"
-    tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.0, shard_tokens=4000)
+    tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.0, shard_tokens=4000)
     seq_len = 31
     dataset = DatatroveFolderDataset(str(out / "train"), seq_len=seq_len, token_size=2, return_positions=True)
     shards = sorted((out / "train").glob("*.ds"))
@@ -109,20 +114,20 @@ def test_datatrove_reads_our_shards(tmp_path, tok_dir, docs):
 def test_rerun_is_noop_refuses_other_tokenizer_and_overwrites(tmp_path, tok_dir, docs, caplog):
     write_jsonl(tmp_path / "in.jsonl", docs[:100])
     out = tmp_path / "shards"
-    first = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out)
+    first = tokenize(tmp_path / "in.jsonl", tok_dir, out)
     mtime = (out / "manifest.json").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
-        assert tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out) == first
+        assert tokenize(tmp_path / "in.jsonl", tok_dir, out) == first
     assert "nothing to do" in caplog.text
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
     other = tmp_path / "other_tok"
     make_tokenizer(other, vocab_size=320)
     with pytest.raises(FileExistsError, match="different tokenizer"):
-        tokenize_corpus(tmp_path / "in.jsonl", other, out)
+        tokenize(tmp_path / "in.jsonl", other, out)
     with pytest.raises(FileExistsError, match="different inputs"):
-        tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.5)
+        tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.5)
     assert read_manifest(out) == first
-    replaced = tokenize_corpus(tmp_path / "in.jsonl", other, out, overwrite=True)
+    replaced = tokenize(tmp_path / "in.jsonl", other, out, overwrite=True)
     assert replaced["tokenizer_fingerprint"] == tokenizer_fingerprint(other)
 
 
@@ -133,16 +138,16 @@ def test_interrupted_run_restarts_cleanly(tmp_path, tok_dir, docs, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lmfoundry.data.shards_folder.write_json_atomic", crash)  # dies before the manifest
+    monkeypatch.setattr("lmfoundry.data.shards.folder.write_json_atomic", crash)  # dies before the manifest
     with pytest.raises(KeyboardInterrupt):
-        tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, shard_tokens=2000)
+        tokenize(tmp_path / "in.jsonl", tok_dir, out, shard_tokens=2000)
     assert not (out / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
         read_manifest(out)
     (out / ".partial" / "train").mkdir(parents=True)
     (out / ".partial" / "train" / "00000.ds").write_bytes(b"\x00\x01\x02")  # leftover half-shard
     monkeypatch.undo()
-    manifest = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, shard_tokens=2000)
+    manifest = tokenize(tmp_path / "in.jsonl", tok_dir, out, shard_tokens=2000)
     assert not (out / ".partial").exists()
     assert sorted(p.name for p in (out / "train").glob("*.ds")) == [
         r["path"].split("/")[1] for r in manifest["shards"] if r["split"] == "train"
@@ -152,7 +157,7 @@ def test_interrupted_run_restarts_cleanly(tmp_path, tok_dir, docs, monkeypatch):
 def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, monkeypatch, caplog):
     write_jsonl(tmp_path / "in.jsonl", [*docs[:150], "", "", *docs[150:]])  # empty documents count too
     options = {"val_fraction": 0.1, "shard_tokens": 3000, "checkpoint_bytes": 30_000, "workers": 1}
-    reference = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, tmp_path / "ref", **options)
+    reference = tokenize(tmp_path / "in.jsonl", tok_dir, tmp_path / "ref", **options)
     assert len({r["path"].split("/")[1].split("_")[0] for r in reference["shards"]}) > 3  # several parts
 
     encode = EncodeJob.__call__
@@ -167,7 +172,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, mo
     out = tmp_path / "out"
     monkeypatch.setattr(EncodeJob, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
+        tokenize(tmp_path / "in.jsonl", tok_dir, out, **options)
     assert not (out / "manifest.json").exists()
     finished = json.loads((out / ".partial" / "progress.json").read_text())["parts"]
     assert finished
@@ -179,7 +184,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path, tok_dir, docs, mo
     encoded.clear()
     monkeypatch.setattr(EncodeJob, "__call__", counted)
     with caplog.at_level(logging.INFO):
-        resumed = tokenize_corpus(tmp_path / "in.jsonl", tok_dir, out, **options)
+        resumed = tokenize(tmp_path / "in.jsonl", tok_dir, out, **options)
     assert f"resuming: {len(finished)} finished part(s)" in caplog.text
     assert sum(encoded) < len(docs)  # the finished parts were not encoded again
     assert resumed["shards"] == reference["shards"]  # same names, counts and sha256
@@ -196,20 +201,20 @@ def test_inputs_txt_md_parquet_and_bad_records(tmp_path, tok_dir):
     (tmp_path / "in" / "b.md").write_text("# Title\n\nbody", encoding="utf-8")
     pq.write_table(pa.table({"body": ["row one", "", "row three"]}), tmp_path / "in" / "c.parquet")
     (tmp_path / "in" / "stats.json").write_text("{}")
-    manifest = tokenize_corpus(tmp_path / "in", tok_dir, tmp_path / "s1", text_field="body", val_fraction=0.0)
+    manifest = tokenize(tmp_path / "in", tok_dir, tmp_path / "s1", text_field="body", val_fraction=0.0)
     assert manifest["splits"]["train"]["documents"] == 4  # a txt, an md, two rows (the empty one skipped)
     tok = AutoTokenizer.from_pretrained(tok_dir)
     assert (
         tok.decode(read_split(tmp_path / "s1", "train")[0][:-1].tolist()) == "first document\r\nwith CRLF\n"
     )
     with pytest.raises(ValueError, match=r"c\.parquet: no column 'text'"):
-        tokenize_corpus(tmp_path / "in", tok_dir, tmp_path / "s0")
+        tokenize(tmp_path / "in", tok_dir, tmp_path / "s0")
     bad = tmp_path / "bad.jsonl"
     write_jsonl(bad, ["fine " * 200] * 300)  # past the parity sample: the error comes mid-run
     with open(bad, "a") as f:
         f.write("[1, 2]\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl:301: expected a JSON object"):
-        tokenize_corpus(bad, tok_dir, tmp_path / "s2", shard_tokens=1000)
+        tokenize(bad, tok_dir, tmp_path / "s2", shard_tokens=1000, val_method="documents")  # no counting pass
     assert list((tmp_path / "s2").iterdir()) == []  # no manifest, no partial shards left behind
 
 
@@ -251,7 +256,7 @@ def test_fallback_when_tiktoken_cannot_express_the_tokenizer(tmp_path, caplog):
     _save_fast(backend, tmp_path / "lower")
     write_jsonl(tmp_path / "in.jsonl", ["Hello World", "UPPER case"])
     with caplog.at_level(logging.WARNING):
-        manifest = tokenize_corpus(
+        manifest = tokenize(
             tmp_path / "in.jsonl", tmp_path / "lower", tmp_path / "s", val_fraction=0.0
         )
     assert "tiktoken fast path unavailable" in caplog.text and "normalizer" in caplog.text
@@ -272,7 +277,7 @@ def test_fallback_when_parity_fails(tmp_path, caplog):
     _save_fast(backend, tmp_path / "odd")
     write_jsonl(tmp_path / "in.jsonl", ["abc abc", "xyz"])
     with caplog.at_level(logging.WARNING):
-        manifest = tokenize_corpus(tmp_path / "in.jsonl", tmp_path / "odd", tmp_path / "s", val_fraction=0.0)
+        manifest = tokenize(tmp_path / "in.jsonl", tmp_path / "odd", tmp_path / "s", val_fraction=0.0)
     assert "does not reproduce" in caplog.text
     assert manifest["tokenizer"]["encoder"] == "tokenizers"
     assert read_split(tmp_path / "s", "train")[0].tolist()[:2] == [vocab["ab"], vocab["c"]]
@@ -296,3 +301,52 @@ def test_cli_tokenize(tmp_path, tok_dir, docs, capsys):
     assert read_manifest(tmp_path / "s")["val_fraction"] == 0.2
     assert main([*args[:-2], "--val-fraction", "1.5"]) == 2
     assert "val_fraction" in capsys.readouterr().err
+
+
+def shard_digest(out) -> str:
+    """One sha256 over every shard's name, tokens and document index."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(out.glob("*/*")):
+        if path.name.endswith((".ds", ".ds.index")):
+            digest.update(f"{path.parent.name}/{path.name}".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# Computed with the code from before tokenization moved into lmfoundry/data/shards (commit 2bc0aee), for
+# the tokenizer this fingerprint names (tokenizers trains the same merges from the same corpus).
+BEFORE_THE_MOVE = {
+    "tokenizer": "727755d85980abceea1f9a3f29f777b24bf833f06b23101049dc789283dd4765",
+    "local": "7393f2fbc36e591e705e046032438caec00f5dc016d14550979155f1413cb7f1",
+    "tasks": "cdd5209e2dc07ea4615f15e63f6efce00ab873418286c9c1ee3c1a5fcdb25dbc",
+}
+
+
+def test_shards_are_bitwise_those_of_the_code_before_the_move(tmp_path, tok_dir, docs):
+    if tokenizer_fingerprint(tok_dir) != BEFORE_THE_MOVE["tokenizer"]:
+        pytest.skip("this tokenizers release trains another tokenizer from the fixture corpus")
+    (tmp_path / "in").mkdir()
+    write_jsonl(tmp_path / "in" / "a.jsonl", docs[:150])
+    write_jsonl(tmp_path / "in" / "b.jsonl.gz", ["", *docs[150:300]])
+    write_jsonl(tmp_path / "in" / "c.jsonl", docs[300:])
+    options = {"val_fraction": 0.1, "shard_tokens": 5000}
+    manifest = tokenize(tmp_path / "in", tok_dir, tmp_path / "local", workers=2, checkpoint_bytes=20_000, **options)
+    assert manifest["val_method"] == "documents"  # 400 documents: auto keeps the whole-document rule
+    assert shard_digest(tmp_path / "local") == BEFORE_THE_MOVE["local"]
+    tokenize(tmp_path / "in", tok_dir, tmp_path / "tasks", tasks=2, **options)
+    assert shard_digest(tmp_path / "tasks") == BEFORE_THE_MOVE["tasks"]
+
+
+def test_a_folder_from_before_val_method_counts_as_whole_documents(tmp_path, tok_dir, docs):
+    write_jsonl(tmp_path / "in.jsonl", docs[:100])
+    out = tmp_path / "shards"
+    tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1)  # 100 documents: auto -> documents
+    manifest = read_manifest(out)
+    assert (manifest["val_method"], manifest["val_reason"]) == ("documents", "auto: at least 100 documents")
+    del manifest["val_method"], manifest["val_reason"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1) == manifest  # complete: kept
+    with pytest.raises(FileExistsError, match="different inputs or settings"):
+        tokenize(tmp_path / "in.jsonl", tok_dir, out, val_fraction=0.1, val_method="tail")

@@ -1,4 +1,4 @@
-"""Tokenization as datatrove tasks: same documents' tokens and manifest as tokenize_corpus, resumable."""
+"""Tokenization as datatrove tasks: same documents' tokens and manifest as the local job, resumable."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ import os
 
 import pytest
 import test_shards
-from test_shards import read_split, write_jsonl
+from test_shards import read_split, tokenize, write_jsonl
 from test_tokenizer_fixtures import make_corpus
 
 from lmfoundry.cli import main
 from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.data.shards import read_manifest
-from lmfoundry.data.tokenize import tokenize_corpus
-from lmfoundry.data.tokenize_executor import tokenize_on_executor
-from lmfoundry.data.tokenize_step import DocumentFiles, TokenizeShards, merge_tasks
+from lmfoundry.data.shards.steps import DocumentFiles, TokenizeShards, merge_tasks
 from lmfoundry.tokenization import tokenizer_fingerprint
 
 OPTIONS = {"val_fraction": 0.1, "shard_tokens": 5000}
@@ -38,7 +36,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tok_dir, corpus):
     out = tmp_path_factory.mktemp("ref") / "shards"
-    return out, tokenize_corpus(corpus, tok_dir, out, show_progress=False, **OPTIONS)
+    return out, tokenize(corpus, tok_dir, out, **OPTIONS)
 
 
 def documents(out, split):
@@ -60,9 +58,9 @@ def assert_same_as_reference(out, manifest, reference):
     assert not (out / ".tokenize").exists()
 
 
-def test_two_tasks_give_tokenize_corpus_documents_and_manifest(tmp_path, tok_dir, corpus, reference):
+def test_two_tasks_give_the_local_jobs_documents_and_manifest(tmp_path, tok_dir, corpus, reference):
     out = tmp_path / "shards"
-    manifest = tokenize_on_executor(corpus, tok_dir, out, tasks=2, workers=1, **OPTIONS)
+    manifest = tokenize(corpus, tok_dir, out, tasks=2, workers=1, **OPTIONS)
     assert_same_as_reference(out, manifest, reference)
     assert {k: manifest[k] for k in ("sources", "text_field", "shard_tokens")} == {
         k: reference[1][k] for k in ("sources", "text_field", "shard_tokens")
@@ -73,9 +71,9 @@ def test_two_tasks_give_tokenize_corpus_documents_and_manifest(tmp_path, tok_dir
             out, split, seq_len=16, expected_fingerprint=tokenizer_fingerprint(tok_dir), verify_checksums=True
         )
         assert data.get_batch(0, 0).shape == (1, 17)
-    assert tokenize_on_executor(corpus, tok_dir, out, tasks=2, **OPTIONS) == manifest  # complete: no-op
+    assert tokenize(corpus, tok_dir, out, tasks=2, **OPTIONS) == manifest  # complete: no-op
     with pytest.raises(FileExistsError, match="different inputs or settings"):
-        tokenize_on_executor(corpus, tok_dir, out, tasks=2, val_fraction=0.5)
+        tokenize(corpus, tok_dir, out, tasks=2, val_fraction=0.5)
 
 
 def test_step_in_a_datatrove_pipeline_reading_curated_jsonl(tmp_path, tok_dir, corpus, reference):
@@ -103,9 +101,9 @@ def test_step_in_a_datatrove_pipeline_reading_curated_jsonl(tmp_path, tok_dir, c
 def test_rerun_skips_finished_task_and_unfinished_output_never_looks_complete(
     tmp_path, tok_dir, corpus, reference, monkeypatch
 ):
-    from lmfoundry.data import tokenize_step
+    from lmfoundry.data.shards import steps
 
-    write = tokenize_step.write_json_atomic
+    write = steps.write_json_atomic
 
     def lost_before_rank_1_finished(path, data):
         if path.name == "00001.json":
@@ -113,9 +111,9 @@ def test_rerun_skips_finished_task_and_unfinished_output_never_looks_complete(
         write(path, data)
 
     out = tmp_path / "shards"
-    monkeypatch.setattr(tokenize_step, "write_json_atomic", lost_before_rank_1_finished)
+    monkeypatch.setattr(steps, "write_json_atomic", lost_before_rank_1_finished)
     with pytest.raises(RuntimeError, match="node lost") as failure:
-        tokenize_on_executor(corpus, tok_dir, out, tasks=2, **OPTIONS)
+        tokenize(corpus, tok_dir, out, tasks=2, **OPTIONS)
     assert "task logs" in "".join(failure.value.__notes__)
     assert not (out / "manifest.json").exists() and not (out / "train").exists()
     with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
@@ -137,7 +135,7 @@ def test_rerun_skips_finished_task_and_unfinished_output_never_looks_complete(
         return run(step, data, rank, world_size)
 
     monkeypatch.setattr(TokenizeShards, "run", recorded)
-    manifest = tokenize_on_executor(corpus, tok_dir, out, tasks=2, **OPTIONS)
+    manifest = tokenize(corpus, tok_dir, out, tasks=2, **OPTIONS)
     assert seen == [1]  # rank 0 was skipped by its completion marker
     assert_same_as_reference(out, manifest, reference)
     assert not (out / "train" / "00001_00099.ds").exists()
@@ -147,32 +145,32 @@ def test_changed_settings_restart_the_unfinished_staging(tmp_path, tok_dir, corp
     out = tmp_path / "shards"
     monkeypatch.setattr(TokenizeShards, "run", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        tokenize_on_executor(corpus, tok_dir, out, tasks=3, **OPTIONS)
+        tokenize(corpus, tok_dir, out, tasks=3, **OPTIONS)
     monkeypatch.undo()
     (out / ".tokenize" / "tasks").mkdir()
     (out / ".tokenize" / "tasks" / "00002.json").write_text(json.dumps({"rank": 2, "world_size": 3}))
-    manifest = tokenize_on_executor(corpus, tok_dir, out, tasks=2, **OPTIONS)  # not the 3-task staging
+    manifest = tokenize(corpus, tok_dir, out, tasks=2, **OPTIONS)  # not the 3-task staging
     assert_same_as_reference(out, manifest, reference)
 
 
 def test_bad_inputs_are_errors_naming_the_path(tmp_path, tok_dir, corpus):
     missing_tok = tmp_path / "no-tokenizer"
     with pytest.raises(FileNotFoundError, match=str(missing_tok)):
-        tokenize_on_executor(corpus, missing_tok, tmp_path / "s", tasks=2)
+        tokenize(corpus, missing_tok, tmp_path / "s", tasks=2)
     with pytest.raises(FileNotFoundError, match=str(missing_tok)):
         TokenizeShards(missing_tok, tmp_path / "s")
     missing_input = tmp_path / "no-such.jsonl"
     with pytest.raises(FileNotFoundError, match=str(missing_input)):
-        tokenize_on_executor(missing_input, tok_dir, tmp_path / "s", tasks=2)
+        tokenize(missing_input, tok_dir, tmp_path / "s", tasks=2)
     with pytest.raises(FileNotFoundError, match=str(missing_input)):
         DocumentFiles([corpus, missing_input])
     bad = tmp_path / "bad.jsonl.gz"
     with gzip.open(bad, "wt") as f:
         f.write('{"text": "fine"}\nnot json\n')
     with pytest.raises(ValueError, match=f"{bad}:2: not valid JSON"):
-        tokenize_on_executor(bad, tok_dir, tmp_path / "s", tasks=1)
+        tokenize(bad, tok_dir, tmp_path / "s", tasks=1)
     with pytest.raises(ValueError, match="executor: expected one of local, slurm, ray"):
-        tokenize_on_executor(corpus, tok_dir, tmp_path / "s", executor="k8s")
+        tokenize(corpus, tok_dir, tmp_path / "s", executor="k8s")
     assert not (tmp_path / "s" / "manifest.json").exists()
 
 
@@ -211,7 +209,7 @@ def test_slurm_submits_then_a_rerun_after_the_array_merges(tmp_path, tok_dir, co
     out = tmp_path / "shards"
     slurm = {"time": "00:10:00", "partition": "cpu", "slurm_logs_folder": str(tmp_path / "slurm")}
     run = {"tasks": 2, "executor": "slurm", "executor_options": slurm, **OPTIONS}
-    submitted = tokenize_on_executor(corpus, tok_dir, out, **run)
+    submitted = tokenize(corpus, tok_dir, out, **run)
     assert submitted["submitted"] and not (out / "manifest.json").exists()
     assert (bin_dir / "calls").exists()
     assert "--array=0-1" in (out / ".tokenize" / "logs" / "launch_script.slurm").read_text()  # two tasks
@@ -222,4 +220,4 @@ def test_slurm_submits_then_a_rerun_after_the_array_merges(tmp_path, tok_dir, co
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(index))
         array_job.run()
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
-    assert_same_as_reference(out, tokenize_on_executor(corpus, tok_dir, out, **run), reference)
+    assert_same_as_reference(out, tokenize(corpus, tok_dir, out, **run), reference)

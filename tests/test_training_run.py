@@ -1,5 +1,5 @@
 """End-to-end training on real shards: the real FoundryForCausalLM, a tokenizer from train_tokenizer,
-shards from tokenize_corpus. Covers the run folder, exact resume after SIGKILL (also mid-checkpoint),
+shards from tokenize_shards. Covers the run folder, exact resume after SIGKILL (also mid-checkpoint),
 two processes vs gradient accumulation, spike rollback by fault injection, and bad input."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmfoundry.cli import main as cli_main
 from lmfoundry.data.default_corpus import bible_jsonl_path
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.hub import write_model_card
 from lmfoundry.recipe import load_recipe
 from lmfoundry.tokenization import train_tokenizer
@@ -37,7 +37,8 @@ def data(tmp_path_factory) -> dict[str, Path]:
     corpus.write_text("".join(json.dumps({"text": " ".join(verses[i:i + 8])}) + "\n"
                               for i in range(0, len(verses), 8)), encoding="utf-8")
     train_tokenizer([corpus], 512, root / "tokenizer", show_progress=False)
-    tokenize_corpus([corpus], root / "tokenizer", root / "shards", val_fraction=0.1, show_progress=False)
+    config = TokenizeConfig(val_fraction=0.1, workers=1)
+    tokenize_shards(config, [corpus], root / "tokenizer", root / "shards", show_progress=False)
     return {"root": root, "tokenizer": root / "tokenizer", "shards": root / "shards"}
 
 

@@ -10,7 +10,7 @@ import pytest
 from test_tokenizer_fixtures import make_tokenizer
 from transformers import AutoTokenizer
 
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.eval.unigram import unigram_bits_per_byte
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.tokenization.sources import is_validation
@@ -21,7 +21,8 @@ def test_unigram_bits_per_byte_matches_hand_computation(tmp_path):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
     train_tokenizer([corpus], 320, tmp_path / "tok", show_progress=False)
-    manifest = tokenize_corpus([corpus], tmp_path / "tok", tmp_path / "shards", val_fraction=0.2, show_progress=False)
+    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
+    manifest = tokenize_shards(config, [corpus], tmp_path / "tok", tmp_path / "shards", show_progress=False)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")
 
     # Rebuild both splits from the documents: the manifest's split rule decides membership.
@@ -46,6 +47,6 @@ def test_unigram_baseline_refuses_an_empty_split(tmp_path):
     corpus = tmp_path / "docs.txt"
     corpus.write_text("a small document about nothing in particular\n", encoding="utf-8")
     make_tokenizer(tmp_path / "tok", vocab_size=320)
-    tokenize_corpus([corpus], tmp_path / "tok", tmp_path / "shards", val_fraction=0.0, show_progress=False)
+    tokenize_shards(TokenizeConfig(val_fraction=0.0, workers=1), [corpus], tmp_path / "tok", tmp_path / "shards")
     with pytest.raises(ValueError, match="'val' split is empty"):
         unigram_bits_per_byte(tmp_path / "shards")

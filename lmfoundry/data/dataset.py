@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmfoundry.data.shards import SPLITS, TOKEN_DTYPES, check_shard_files, read_manifest
+from lmfoundry.data.shards.format import SPLITS, TOKEN_DTYPES, check_shard_files, read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ that was interrupted. The marker also keeps the stage's wall time and key number
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.command import section_class
 from lmfoundry.data.curation import curate
 from lmfoundry.data.default_corpus import write_default_corpus
-from lmfoundry.data.tokenize_executor import tokenize_shards
+from lmfoundry.data.shards import tokenize_shards
 from lmfoundry.eval.harness import evaluate_model
 from lmfoundry.eval.unigram import unigram_bits_per_byte
 from lmfoundry.hub import push_to_hub, write_model_card
@@ -100,15 +99,15 @@ def stage_curate(run: Run) -> dict[str, Any]:
 
 def stage_tokenizer(run: Run) -> dict[str, Any]:
     # overwrite: an unmarked tokenizer folder is an interrupted stage's (a new one is built beside it, then swapped)
+    split = run.section("tokenize")
     result = build_tokenizer(run.section("tokenizer"), [run.layout.curate], run.layout.tokenizer,
-                             held_out_fraction=run.section("tokenize").val_fraction, overwrite=True)
+                             held_out_fraction=split.val_fraction, held_out_method=split.val_method, overwrite=True)
     return {"vocab_size": result["vocab_size"], "bytes_per_token": result["bytes_per_token"]}
 
 
 def stage_tokenize(run: Run) -> dict[str, Any]:
-    manifest = _finished("tokenize", tokenize_shards(
-        [run.layout.curate], run.layout.tokenizer, run.layout.shards, **dataclasses.asdict(run.section("tokenize"))
-    ))
+    manifest = _finished("tokenize", tokenize_shards(run.section("tokenize"), [run.layout.curate],
+                                                     run.layout.tokenizer, run.layout.shards))
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
 

@@ -28,8 +28,9 @@ def run(inv: Invocation) -> int:
     from lmfoundry.tokenization.stage import build_tokenizer
 
     inputs = inv.options.input if isinstance(inv.options.input, list) else [inv.options.input]
-    result = build_tokenizer(inv.section("tokenizer"), inputs, inv.options.output,
-                             held_out_fraction=inv.section("tokenize").val_fraction, overwrite=inv.options.overwrite)
+    split = inv.section("tokenize")
+    result = build_tokenizer(inv.section("tokenizer"), inputs, inv.options.output, held_out_fraction=split.val_fraction,
+                             held_out_method=split.val_method, overwrite=inv.options.overwrite)
     print(json.dumps(result["report"], indent=2))
     print(f"tokenizer ({result['vocab_size']} tokens) saved to {inv.options.output}")
     return 0

@@ -17,12 +17,13 @@ def build_tokenizer(
     output: str | Path,
     *,
     held_out_fraction: float,
+    held_out_method: str = "auto",
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train and save the tokenizer; return its vocabulary size and held-out bytes per token.
 
-    ``held_out_fraction`` is the shards' val fraction: the same documents stay out of both, so
-    bits per byte is measured on text neither the tokenizer nor the model saw.
+    ``held_out_fraction`` and ``held_out_method`` are the shards' val split settings: the same text
+    stays out of both, so bits per byte is measured on text neither the tokenizer nor the model saw.
     """
     tokenizer = train_tokenizer(
         [Path(item) for item in inputs],  # paths, never text: a mistyped path is an error, not a document
@@ -33,6 +34,7 @@ def build_tokenizer(
         min_frequency=config.min_frequency,
         max_bytes=config.max_bytes,
         held_out_fraction=held_out_fraction,
+        held_out_method=held_out_method,
         overwrite=overwrite,
     )
     report_path = Path(output) / "report.json"

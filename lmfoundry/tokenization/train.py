@@ -32,8 +32,9 @@ from typing import Any
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from lmfoundry.tokenization.holdout import ValSplit, val_split_for
 from lmfoundry.tokenization.report import tokenizer_report, write_report
-from lmfoundry.tokenization.sources import is_validation, iter_documents, resolve_inputs, text_of
+from lmfoundry.tokenization.sources import iter_documents, resolve_inputs, text_of
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def train_tokenizer(
     min_frequency: int = 2,
     max_bytes: int | None = None,
     held_out_fraction: float = 0.01,
+    held_out_method: str = "auto",
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> PreTrainedTokenizerFast:
@@ -112,9 +114,11 @@ def train_tokenizer(
 
     ``source`` is a file or folder path, a list of them (txt/md/jsonl/jsonl.gz/parquet), a
     ``datasets.Dataset`` (column ``text_field``), or any iterable of strings. Input is streamed;
-    ``max_bytes`` caps the UTF-8 bytes of training text. Documents that :func:`is_validation` puts in
-    the validation split (``held_out_fraction``, the same rule and default as the shards' ``val``
-    split) are not trained on; they measure compression in ``report.json``.
+    ``max_bytes`` caps the UTF-8 bytes of training text. The text the shards' ``val`` split will
+    hold (``held_out_fraction`` and ``held_out_method``, resolved by
+    :func:`~lmfoundry.tokenization.holdout.val_split_for` exactly as the shard stage resolves its
+    ``val_fraction`` and ``val_method`` on the same files) is not trained on; it measures
+    compression in ``report.json``.
     """
     if vocab_size < 257:
         raise ValueError(f"vocab_size must be at least 257 (256 bytes + special tokens), got {vocab_size}")
@@ -130,7 +134,8 @@ def train_tokenizer(
             f"vocab_size {vocab_size} leaves no room beyond 256 bytes and {len(specials)} special tokens"
         )
 
-    stream = _TrainingStream(_iter_source(source, text_field), max_bytes, held_out_fraction)
+    split = _held_out_split(source, text_field, held_out_fraction, held_out_method)
+    stream = _TrainingStream(_iter_source(source, text_field), max_bytes, split)
 
     backend = build_backend()
     trainer = trainers.BpeTrainer(
@@ -168,6 +173,7 @@ def train_tokenizer(
 
     report = tokenizer_report(tokenizer, stream.held_out or stream.sample)
     report["held_out"] = bool(stream.held_out)
+    report["held_out_split"] = split.describe()
     report["training_documents"] = stream.documents
     report["training_bytes"] = stream.bytes
     _save_atomically(tokenizer, report, output_dir)
@@ -219,22 +225,36 @@ def _describe(source: Any) -> str:
     return "training text"
 
 
+def _held_out_split(source: Any, text_field: str, fraction: float, method: str) -> ValSplit:
+    """The validation split for ``source``, resolved on its files as the shard stage resolves it
+    (other sources: ``auto`` means whole documents)."""
+    files = None
+    if isinstance(source, (str, Path)):
+        files = resolve_inputs(source)
+    elif isinstance(source, (list, tuple)) and source:
+        first = source[0]
+        if isinstance(first, Path) or (isinstance(first, str) and _looks_like_path(first)):
+            files = resolve_inputs(source)
+    return val_split_for(fraction, method, files, text_field)
+
+
 def _looks_like_path(text: str) -> bool:
     """A list of strings is a list of paths when its first item names an existing file or folder."""
     return len(text) < 4096 and "\n" not in text and os.path.exists(text)
 
 
 class _TrainingStream:
-    """The documents the trainer sees: held-out ones diverted to the report, stopping at ``max_bytes``.
+    """The text the trainer sees: held-out text (whole documents or tails, by ``split``) diverted to
+    the report, stopping at ``max_bytes``.
 
     Iterated once by ``train_from_iterator``; afterwards it holds the counts and the report texts
     (held-out documents, or a sample of training documents when none were held out).
     """
 
-    def __init__(self, documents: Iterator[str], max_bytes: int | None, held_out_fraction: float):
+    def __init__(self, documents: Iterator[str], max_bytes: int | None, split: ValSplit):
         self._documents = documents
         self.max_bytes = max_bytes
-        self.held_out_fraction = held_out_fraction
+        self.split = split
         self.documents = 0
         self.bytes = 0
         self.held_out: list[str] = []
@@ -242,11 +262,12 @@ class _TrainingStream:
 
     def __iter__(self) -> Iterator[str]:
         held_chars = sample_chars = 0
-        for text in self._documents:
-            if is_validation(text, self.held_out_fraction):
-                if held_chars < _REPORT_CHARS:
-                    self.held_out.append(text)
-                    held_chars += len(text)
+        for document in self._documents:
+            text, held = self.split.parts(document)
+            if held and held_chars < _REPORT_CHARS:
+                self.held_out.append(held)
+                held_chars += len(held)
+            if not text:
                 continue
             size = len(text.encode("utf-8", "surrogatepass"))
             if self.max_bytes is not None and self.bytes + size > self.max_bytes and self.documents > 0:

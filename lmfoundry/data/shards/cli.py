@@ -10,26 +10,22 @@ VERBS = (
         help="tokenize documents into train/val token shards with a manifest",
         description="Encode documents (txt/md/jsonl/jsonl.gz/parquet files or folders) with a trained tokenizer "
         "into datatrove-layout token shards (DIR/train, DIR/val) and DIR/manifest.json.",
-        run="lmfoundry.data.tokenize_cli:run",
+        run="lmfoundry.data.shards.cli:run",
         sections=("tokenize",),
         options=(
             Option("--input", "files or folders of documents", folder="curate", nargs="+"),
             Option("--tokenizer", "a folder written by `lmfoundry tokenizer train`", folder="tokenizer"),
             Option("--output", "folder for the shards and manifest.json", folder="shards"),
-            Option("--overwrite", "replace shards made with another tokenizer", switch=True),
         ),
     ),
 )
 
 
 def run(inv: Invocation) -> int:
-    import dataclasses
-
-    from lmfoundry.data.tokenize_executor import tokenize_shards
+    from lmfoundry.data.shards import tokenize_shards
 
     inputs = inv.options.input if isinstance(inv.options.input, list) else [inv.options.input]
-    manifest = tokenize_shards(inputs, inv.options.tokenizer, inv.options.output, overwrite=inv.options.overwrite,
-                               **dataclasses.asdict(inv.section("tokenize")))
+    manifest = tokenize_shards(inv.section("tokenize"), inputs, inv.options.tokenizer, inv.options.output)
     if not manifest.get("splits"):
         print(f"tasks submitted (logs: {manifest['logging_dir']}); rerun this command once they finish")
         return 0

@@ -1,6 +1,6 @@
-"""The life of a shards folder, whichever way it was tokenized: skip, refuse, clear, publish.
+"""The life of a shards folder, whichever scheduler tokenized it: skip, refuse, clear, publish.
 
-Both tokenization paths stage their shards in a hidden folder (``.partial/`` for ``tokenize_corpus``,
+Both schedulers stage their shards in a hidden folder (``.partial/`` for the local one,
 ``.tokenize/`` for datatrove tasks) and :func:`publish` moves them into place and writes
 ``manifest.json`` last, so a folder with a manifest is complete and one without never looks it.
 """
@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.atomic import write_json_atomic
-from lmfoundry.data.shards import MANIFEST, SPLITS, make_manifest, read_manifest
+from lmfoundry.data.shards.format import MANIFEST, SPLITS, make_manifest, read_manifest
 
 logger = logging.getLogger(__name__)
 
-STAGING_DIRS = (".partial", ".tokenize")  # tokenize_corpus's, the datatrove tasks'
+STAGING_DIRS = (".partial", ".tokenize")  # the local scheduler's, the datatrove tasks'
+# settings that manifests written before they existed did not record, with the value they implied
+IMPLIED_SETTINGS = {"val_method": "documents"}
 
 
 def source_list(files: list[Path]) -> list[dict[str, Any]]:
@@ -34,7 +36,9 @@ def complete_and_current(
         return False
     old = read_manifest(output_dir)
     same_tokenizer = old["tokenizer_fingerprint"] == fingerprint
-    same_inputs = old.get("sources") == sources and all(old.get(k) == v for k, v in settings.items())
+    same_inputs = old.get("sources") == sources and all(
+        old.get(k, IMPLIED_SETTINGS.get(k)) == v for k, v in settings.items()
+    )
     if same_tokenizer and same_inputs and not overwrite:
         logger.info("%s is complete for this tokenizer and these inputs; nothing to do", output_dir)
         return True
@@ -67,7 +71,7 @@ def publish(
     """Move the staged split folders into ``output_dir`` (replacing any older shards there), drop
     ``staging``, and write the manifest last.
 
-    ``fields`` go to :func:`~lmfoundry.data.shards.make_manifest`; shards are listed split by split
+    ``fields`` go to :func:`~lmfoundry.data.shards.format.make_manifest`; shards are listed split by split
     in name order. A corpus without training documents is an error naming ``inputs``.
     """
     manifest = make_manifest(sorted(records, key=lambda r: (SPLITS.index(r["split"]), r["path"])), **fields)
@@ -77,8 +81,10 @@ def publish(
         raise ValueError(f"no training documents in {inputs} (all empty or all in val)")
     if manifest.get("val_fraction", 0) > 0 and summaries["val"]["documents"] == 0:
         logger.warning(
-            "val_fraction=%g put no document in val (%d documents in all): raise it for a validation split",
+            "val_fraction=%g (val_method %s) put no text in val (%d documents in all): "
+            "use val_method tail or raise val_fraction for a validation split",
             manifest["val_fraction"],
+            manifest.get("val_method", "documents"),
             summaries["train"]["documents"],
         )
     (output_dir / MANIFEST).unlink(missing_ok=True)  # shards made before this run, if any, go first

@@ -1,10 +1,10 @@
-"""Documents to per-split token shards: the encoding work every tokenization path shares.
+"""Documents to per-split token shards: the encoding core both schedulers share.
 
-``tokenize_corpus`` (one local job, resumable parts) and the datatrove step
-(:mod:`lmfoundry.data.tokenize_step`, one task per rank on any executor) differ only in how they
+The local scheduler (:mod:`lmfoundry.data.shards.local`, one job, resumable parts) and the datatrove
+step (:mod:`lmfoundry.data.shards.steps`, one task per rank on any executor) differ only in how they
 schedule the work; both cut documents into batches with :func:`batches`, encode them with
-:class:`EncodeJob` (train/val by :func:`~lmfoundry.tokenization.sources.is_validation`, EOS after
-every document) using the encoder :func:`open_encoder` checked against the HF tokenizer, and append
+:class:`EncodeJob` (train/val text by a :class:`~lmfoundry.tokenization.holdout.ValSplit`, EOS after
+every piece) using the encoder :func:`open_encoder` checked against the HF tokenizer, and append
 them to a :class:`SplitWriters`. So both produce the same tokens for the same documents.
 """
 
@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from lmfoundry.data.shards import SPLITS, ShardWriter, dtype_for_vocab
+from lmfoundry.data.shards.format import SPLITS, ShardWriter, dtype_for_vocab
 from lmfoundry.tokenization.fast_encoding import DocumentEncoder, choose_encoder
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
-from lmfoundry.tokenization.sources import is_validation
+from lmfoundry.tokenization.holdout import ValSplit
 
-DEFAULT_SHARD_TOKENS = 100_000_000  # ~200 MB per uint16 shard
 BATCH_CHARS = 1 << 20  # characters per encoding batch (at most): large enough to amortize pickling
 PARITY_SAMPLE_CHARS = 1 << 18  # the tokenizers side of the check runs ~10x slower than tiktoken
 
@@ -103,30 +102,32 @@ def batches(documents: Iterable[str], start: int, chars: int) -> Iterator[tuple[
         yield batch, consumed
 
 
-def check_val_fraction(val_fraction: float) -> None:
-    """Checked before any work: the share of documents (by text hash) that goes to ``val``."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-
-
 class EncodeJob:
-    """Encode a batch, append EOS, and split it into train and val parts.
+    """Cut a batch's documents into train and val text (``val_split``), encode, append EOS.
 
     Returns the batch's document count and, per split, (concatenated tokens in the shard dtype,
-    tokens per document, UTF-8 bytes per document), so the writer only appends arrays. Picklable,
-    so ``tokenize_corpus`` can run it in worker processes.
+    tokens per piece, UTF-8 bytes per piece), so the writer only appends arrays. A piece is a whole
+    document, or with the ``tail`` method its head (train) or its tail (val). Picklable, so the
+    local scheduler can run it in worker processes.
     """
 
-    def __init__(self, encoder: DocumentEncoder, eos_id: int, dtype: str, val_fraction: float):
+    def __init__(self, encoder: DocumentEncoder, eos_id: int, dtype: str, val_split: ValSplit):
         self.encoder = encoder
         self.eos = np.array([eos_id], dtype=np.uint32)
         self.dtype = dtype
-        self.val_fraction = val_fraction
+        self.val_split = val_split
 
     def __call__(self, item: tuple[list[str], int]) -> tuple[int, Encoded]:
-        texts, consumed = item
+        documents, consumed = item
+        texts: list[str] = []
+        flags: list[bool] = []
+        for document in documents:
+            for text, in_val in zip(self.val_split.parts(document), (False, True)):
+                if text:
+                    texts.append(text)
+                    flags.append(in_val)
         ids = self.encoder.encode(texts)
-        is_val = np.array([is_validation(t, self.val_fraction) for t in texts], dtype=bool)
+        is_val = np.array(flags, dtype=bool)
         doc_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
         parts = []
         for selected in (~is_val, is_val):

@@ -1,19 +1,28 @@
-"""Tokenize clean documents into train/val token shards (the stage between curation and training).
+"""The local scheduler: one job on this machine, parallel within a file, resumable by parts.
 
-One local job: documents stream from the input files in the main process, are encoded in batches
-by worker processes (the shared steps of :mod:`lmfoundry.data.shard_encoding`: tiktoken when it
-reproduces the tokenizer, train/val by a hash of their text), and appended to shards. Output is
-staged in ``OUTPUT/.partial/``, moved into place at the end, and the manifest is written last
-(:func:`lmfoundry.data.shards_folder.publish`), so an interrupted run never leaves a folder that
-looks complete. To spread the work over many machines, run the same encoding as datatrove tasks
-(:mod:`lmfoundry.data.tokenize_executor`).
+Documents stream from the input files in the main process, are encoded in batches by ``workers``
+processes (the shared core, :mod:`lmfoundry.data.shards.encoding`), and appended to shards in
+input order. Output is staged in ``OUTPUT/.partial/``, moved into place at the end, and the
+manifest is written last (:func:`lmfoundry.data.shards.folder.publish`).
 
 The document stream is cut into *parts* of about ``checkpoint_bytes`` of text (shards
 ``<part>_<shard>.ds``, like datatrove's ``<rank>_...`` names). When a part is done its shard records
 and the number of documents consumed go to ``.partial/progress.json``; a rerun with the same
 tokenizer, inputs and settings keeps the finished parts, skips their documents without encoding
 them, and produces exactly the shards an uninterrupted run would. Anything else restarts from
-scratch. A run on a complete folder made from the same tokenizer and inputs is a no-op.
+scratch.
+
+Why this scheduler exists next to datatrove's ``LocalPipelineExecutor`` running
+:class:`~lmfoundry.data.shards.steps.TokenizeShards` (``python benchmarks/tokenize_speed.py
+--schedulers``): a datatrove task is the unit of parallelism and reads whole files, so on one input
+file (one jsonl, or a book as one txt) the executor runs one process however many workers it has;
+with N tasks over several files it writes other shards (documents grouped by task, not in input
+order; the same documents per split). Only one task reproduces this scheduler's shards bitwise, and
+one task is one process. This scheduler spreads the batches of any file over ``workers`` processes,
+keeps input order, and resumes inside a file. ``benchmarks/tokenize_speed.py --schedulers``
+measures both on one file and on four (the numbers are in the README's shards section, not here,
+so they do not go stale): with one process each the two are comparable; on one file with several
+workers this scheduler is the faster by the parallelism the executor cannot use.
 """
 
 from __future__ import annotations
@@ -26,85 +35,53 @@ import multiprocessing
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from lmfoundry.atomic import write_json_atomic
-from lmfoundry.data.shard_encoding import (
+from lmfoundry.data.shards.encoding import (
     BATCH_CHARS,
-    DEFAULT_SHARD_TOKENS,
     Encoded,
     EncodeJob,
     SplitWriters,
     TokenizerIds,
     batches,
-    check_val_fraction,
     open_encoder,
 )
-from lmfoundry.data.shards import read_manifest
-from lmfoundry.data.shards_folder import clear, complete_and_current, publish, source_list
-from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
-from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
+from lmfoundry.data.shards.folder import publish
+from lmfoundry.tokenization.sources import iter_documents
+
+if TYPE_CHECKING:
+    from lmfoundry.data.shards.tokenize import ShardJob
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT_BYTES = 1 << 30  # text per resumable part: a few shards' worth
 
-
-def tokenize_corpus(
-    inputs: str | Path | Iterable[str | Path],
-    tokenizer_dir: str | Path,
-    output_dir: str | Path,
-    *,
-    val_fraction: float = 0.01,
-    text_field: str = "text",
-    workers: int = 1,
-    shard_tokens: int = DEFAULT_SHARD_TOKENS,
-    checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
-    overwrite: bool = False,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Tokenize documents from ``inputs`` (files or folders) into shards in ``output_dir``.
-
-    Returns the manifest. ``workers`` processes encode in parallel (the main process reads and
-    writes); an interrupted run resumes from its last finished part of ``checkpoint_bytes`` of text.
-    """
-    check_val_fraction(val_fraction)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if checkpoint_bytes < 1:
-        raise ValueError(f"checkpoint_bytes must be positive, got {checkpoint_bytes}")
-    files = resolve_inputs(inputs)
-    output_dir = Path(output_dir)
-    sources = source_list(files)
-    settings = {"val_fraction": val_fraction, "text_field": text_field, "shard_tokens": shard_tokens}
-    fingerprint = tokenizer_fingerprint(tokenizer_dir)
-    if complete_and_current(output_dir, fingerprint, sources, settings, overwrite):
-        return read_manifest(output_dir)
-    clear(output_dir)
-
-    ids = TokenizerIds.load(tokenizer_dir)
-    encoder, documents = open_encoder(tokenizer_dir, iter_documents(files, text_field))
-    staging = output_dir / ".partial"
+def run_local(job: ShardJob, *, show_progress: bool = True) -> dict[str, Any]:
+    """Write ``job``'s shards with ``job.config.processes`` encoding processes; returns the manifest."""
+    config = job.config
+    ids = TokenizerIds.load(job.tokenizer_dir)
+    encoder, documents = open_encoder(job.tokenizer_dir, iter_documents(job.files, config.text_field))
+    staging = job.output_dir / ".partial"
     identity = {
-        "tokenizer_fingerprint": fingerprint,
-        "sources": sources,
-        **settings,
-        "checkpoint_bytes": checkpoint_bytes,
+        "tokenizer_fingerprint": job.fingerprint,
+        "sources": job.sources,
+        **job.settings,
+        "checkpoint_bytes": config.checkpoint_bytes,
     }
     progress = _Progress.resume_or_reset(staging, identity)
-    parts = _PartWriter(progress, ids.dtype, shard_tokens, ids.path, checkpoint_bytes)
-    job = EncodeJob(encoder, ids.eos_token_id, ids.dtype, val_fraction)
+    parts = _PartWriter(progress, ids.dtype, config.shard_tokens, ids.path, config.checkpoint_bytes)
+    encode = EncodeJob(encoder, ids.eos_token_id, ids.dtype, job.val_split)
     stream = itertools.islice(documents, progress.documents, None)
-    batched = batches(stream, progress.documents, min(BATCH_CHARS, max(1, checkpoint_bytes // 8)))
+    batched = batches(stream, progress.documents, min(BATCH_CHARS, max(1, config.checkpoint_bytes // 8)))
     started = time.perf_counter()
     total_bytes = 0
     try:
         with tqdm(unit="B", unit_scale=True, desc="tokenize", disable=not show_progress) as bar:
-            for consumed, encoded in _map(job, batched, workers):
+            for consumed, encoded in _map(encode, batched, config.processes):
                 n_bytes = parts.write(consumed, encoded)
                 total_bytes += n_bytes
                 bar.update(n_bytes)
@@ -112,14 +89,15 @@ def tokenize_corpus(
         parts.abort()
         raise
     manifest = publish(
-        output_dir,
+        job.output_dir,
         staging,
         parts.finish(),
-        ", ".join(map(str, files)),
+        job.inputs,
         **ids.manifest_fields(),
         tokenizer={"path": ids.path, "encoder": encoder.backend},
-        **settings,
-        sources=sources,
+        **job.settings,
+        val_reason=job.val_split.reason,
+        sources=job.sources,
     )
     elapsed = time.perf_counter() - started
     summaries = manifest["splits"]

@@ -1,0 +1,91 @@
+"""``tokenize_shards``: the one entry point of the shard stage, for both schedulers.
+
+The common preamble lives here, once: resolve the inputs, choose the validation split
+(:func:`~lmfoundry.tokenization.holdout.val_split_for`, the same choice the tokenizer made), read
+the tokenizer's fingerprint, return the manifest of a folder that is already complete for these
+inputs and settings (or refuse one made otherwise, unless ``overwrite``), and clear finished output.
+Then a :class:`ShardJob` goes to one scheduler:
+
+- the local job (:func:`lmfoundry.data.shards.local.run_local`), by default;
+- datatrove tasks (:func:`lmfoundry.data.shards.steps.run_tasks`) when ``tasks``, ``executor`` or
+  ``executor_options`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.data.shards.config import TokenizeConfig
+from lmfoundry.data.shards.folder import clear, complete_and_current, source_list
+from lmfoundry.data.shards.format import read_manifest
+from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
+from lmfoundry.tokenization.holdout import ValSplit, val_split_for
+from lmfoundry.tokenization.sources import resolve_inputs
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What the preamble settled, handed to a scheduler."""
+
+    files: list[Path]
+    tokenizer_dir: Path
+    output_dir: Path
+    fingerprint: str
+    sources: list[dict[str, Any]]
+    val_split: ValSplit
+    config: TokenizeConfig
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What a rerun must match to count as the same job (and the manifest records)."""
+        return {
+            "val_fraction": self.config.val_fraction,
+            "val_method": self.val_split.method,
+            "text_field": self.config.text_field,
+            "shard_tokens": self.config.shard_tokens,
+        }
+
+    @property
+    def inputs(self) -> str:
+        """The input files, as errors name them."""
+        return ", ".join(map(str, self.files))
+
+
+def tokenize_shards(
+    config: TokenizeConfig,
+    inputs: str | Path | Iterable[str | Path],
+    tokenizer_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize documents from ``inputs`` (txt/md/jsonl(.gz)/parquet files or folders) with the
+    tokenizer in ``tokenizer_dir`` into ``output_dir`` (train/val shards + ``manifest.json``).
+
+    Returns the manifest, or ``{"complete": False, "submitted": True, "logging_dir": ...}`` when a
+    cluster executor has queued the tasks (run it again once they finish to write the manifest).
+    """
+    files = resolve_inputs(inputs)  # missing inputs fail here, naming the path
+    val_split = val_split_for(config.val_fraction, config.val_method, files, config.text_field)
+    job = ShardJob(
+        files=files,
+        tokenizer_dir=Path(tokenizer_dir),
+        output_dir=Path(output_dir),
+        fingerprint=tokenizer_fingerprint(tokenizer_dir),
+        sources=source_list(files),
+        val_split=val_split,
+        config=config,
+    )
+    if complete_and_current(job.output_dir, job.fingerprint, job.sources, job.settings, config.overwrite):
+        return read_manifest(job.output_dir)
+    clear(job.output_dir)
+    if config.on_executor:
+        from lmfoundry.data.shards.steps import run_tasks
+
+        return run_tasks(job)
+    from lmfoundry.data.shards.local import run_local
+
+    return run_local(job, show_progress=show_progress)
