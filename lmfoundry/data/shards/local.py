@@ -55,7 +55,7 @@ from lmfoundry.data.shards.folder import publish
 from lmfoundry.tokenization.sources import iter_documents
 
 if TYPE_CHECKING:
-    from lmfoundry.data.shards.tokenize import ShardJob
+    from lmfoundry.data.shards.job import ShardJob
 
 logger = logging.getLogger(__name__)
 

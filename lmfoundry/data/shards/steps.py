@@ -48,7 +48,7 @@ from lmfoundry.tokenization.holdout import ValSplit, check_val_split
 from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
 if TYPE_CHECKING:
-    from lmfoundry.data.shards.tokenize import ShardJob
+    from lmfoundry.data.shards.job import ShardJob
 
 logger = logging.getLogger(__name__)
 
