@@ -18,7 +18,6 @@ from lmfoundry.data.shards.format import MANIFEST, SPLITS, make_manifest, read_m
 
 logger = logging.getLogger(__name__)
 
-STAGING_DIRS = (".partial", ".tokenize")  # the local scheduler's, the datatrove tasks'
 # settings that manifests written before they existed did not record, with the value they implied
 IMPLIED_SETTINGS = {"val_method": "documents"}
 
@@ -48,21 +47,6 @@ def complete_and_current(
             f"{output_dir / MANIFEST}: shards were made with {what}; pass --overwrite to replace them"
         )
     return False
-
-
-def clear(output_dir: Path) -> None:
-    """Remove finished output (the manifest first, so the folder stops looking complete); an
-    unfinished run's staging is left for that path to resume or reset."""
-    manifest = output_dir / MANIFEST
-    if manifest.exists():
-        logger.info("replacing the shards in %s", output_dir)
-        manifest.unlink()
-        for staging in STAGING_DIRS:
-            shutil.rmtree(output_dir / staging, ignore_errors=True)
-    for split in SPLITS:
-        if (output_dir / split).exists():
-            shutil.rmtree(output_dir / split)
-    output_dir.mkdir(parents=True, exist_ok=True)
 
 
 def publish(

@@ -3,7 +3,7 @@
 The common preamble lives here, once: resolve the inputs, choose the validation split
 (:func:`~lmfoundry.tokenization.holdout.val_split_for`, the same choice the tokenizer made), read
 the tokenizer's fingerprint, return the manifest of a folder that is already complete for these
-inputs and settings (or refuse one made otherwise, unless ``overwrite``), and clear finished output.
+inputs and settings (or refuse one made otherwise, unless ``overwrite``).
 Then a :class:`ShardJob` goes to one scheduler:
 
 - the local job (:func:`lmfoundry.data.shards.local.run_local`), by default;
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.data.shards.config import TokenizeConfig
-from lmfoundry.data.shards.folder import clear, complete_and_current, source_list
+from lmfoundry.data.shards.folder import complete_and_current, source_list
 from lmfoundry.data.shards.format import read_manifest
 from lmfoundry.data.shards.job import ShardJob
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
@@ -53,7 +53,9 @@ def tokenize_shards(
     )
     if complete_and_current(job.output_dir, job.fingerprint, job.sources, job.settings, config.overwrite):
         return read_manifest(job.output_dir)
-    clear(job.output_dir)
+    # Older shards stay as they are until the new ones are whole: both schedulers stage beside them and
+    # publish() swaps them in, so an --overwrite that fails leaves the earlier shards untouched.
+    job.output_dir.mkdir(parents=True, exist_ok=True)
     if config.on_executor:
         from lmfoundry.data.shards.steps import run_tasks
 
