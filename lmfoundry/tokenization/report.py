@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from lmfoundry.atomic import write_json_atomic
+from lmfoundry.tokenization.sources import PIECE_CHARS, split_long
 
 
 def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict:
@@ -20,9 +21,17 @@ def tokenizer_report(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -
     texts = list(texts)
     backend = tokenizer.backend_tokenizer
     n_tokens = 0
-    for start in range(0, len(texts), 256):
-        encodings = backend.encode_batch(texts[start : start + 256], add_special_tokens=False)
-        n_tokens += sum(len(e.ids) for e in encodings)
+    # Batches of at most PIECE_CHARS characters (a longer text in whitespace-cut pieces), so memory stays bounded.
+    batch: list[str] = []
+    size = 0
+    for piece in (p for text in texts for p in split_long(text)):
+        batch.append(piece)
+        size += len(piece)
+        if size >= PIECE_CHARS or len(batch) == 256:
+            n_tokens += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
+            batch, size = [], 0
+    if batch:
+        n_tokens += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
     n_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
     n_chars = sum(len(t) for t in texts)
     return {

@@ -21,6 +21,8 @@ import xxhash
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet")
+# Longest string handed to `tokenizers` at once (see split_long): bounds its memory on one-line documents.
+PIECE_CHARS = 1_000_000
 
 
 def _kind(path: Path) -> str | None:
@@ -154,3 +156,19 @@ def is_validation(text: str, fraction: float) -> bool:
     if fraction <= 0.0:
         return False
     return xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass")) < fraction * 2.0**64
+
+
+def split_long(text: str, limit: int = PIECE_CHARS) -> Iterator[str]:
+    """``text`` in pieces of at most about ``limit`` characters, cut after a whitespace.
+
+    ``tokenizers`` pre-tokenizes (trains on, or measures) each string it is given at once, at
+    ~200 bytes per character: a 50 MB single-line document would cost gigabytes. Merges are learned from word counts, so cutting a long document at
+    whitespace changes at most the one word at each cut, and memory stays bounded by ``limit``.
+    """
+    start = 0
+    while len(text) - start > limit:
+        cut = text.rfind(" ", start + limit // 2, start + limit)
+        cut = start + limit if cut == -1 else cut + 1
+        yield text[start:cut]
+        start = cut
+    yield text[start:]

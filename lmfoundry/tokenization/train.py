@@ -34,7 +34,7 @@ from transformers import PreTrainedTokenizerFast
 
 from lmfoundry.tokenization.holdout import ValSplit, val_split_for
 from lmfoundry.tokenization.report import tokenizer_report, write_report
-from lmfoundry.tokenization.sources import iter_documents, resolve_inputs, text_of
+from lmfoundry.tokenization.sources import iter_documents, resolve_inputs, split_long, text_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ CHATML_TEMPLATE = (
 VOCAB_MULTIPLE = 64
 # Held-out documents for the compression report: at most this many characters are kept in memory.
 _REPORT_CHARS = 4_000_000
-# Longest string handed to the BPE trainer at once (see split_long): bounds its memory on one-line documents.
-TRAINING_PIECE_CHARS = 1_000_000
 
 
 def round_vocab_size(vocab_size: int) -> int:
@@ -280,21 +278,6 @@ class _TrainingStream:
                 sample_chars += min(len(text), _REPORT_CHARS)
             yield from split_long(text)
 
-
-def split_long(text: str, limit: int = TRAINING_PIECE_CHARS) -> Iterator[str]:
-    """``text`` in pieces of at most about ``limit`` characters, cut after a whitespace.
-
-    The BPE trainer pre-tokenizes each string it is given at once; a 50 MB single-line document
-    would cost gigabytes. Merges are learned from word counts, so cutting a long document at
-    whitespace changes at most the one word at each cut, and memory stays bounded by ``limit``.
-    """
-    start = 0
-    while len(text) - start > limit:
-        cut = text.rfind(" ", start + limit // 2, start + limit)
-        cut = start + limit if cut == -1 else cut + 1
-        yield text[start:cut]
-        start = cut
-    yield text[start:]
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_dir: Path) -> None:

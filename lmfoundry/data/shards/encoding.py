@@ -70,7 +70,10 @@ def open_encoder(
     """The encoder for these documents, chosen by a parity check on their first few hundred kB of
     text; returns it with the document stream, sample included, ready to encode from the start."""
     sample = list(take_chars(documents, PARITY_SAMPLE_CHARS))
-    return choose_encoder(tokenizer_dir, sample), itertools.chain(sample, documents)
+    # The check sees at most PARITY_SAMPLE_CHARS of any one document: `tokenizers` on a whole 50 MB
+    # one-line document would take gigabytes; a prefix tests the same regex and merges.
+    checked = [text[:PARITY_SAMPLE_CHARS] for text in sample]
+    return choose_encoder(tokenizer_dir, checked), itertools.chain(sample, documents)
 
 
 def take_chars(documents: Iterator[str], limit: int) -> Iterator[str]:
