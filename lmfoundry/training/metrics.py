@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 class JsonlLog:
     """Append-only JSON-lines file (one writer: the main process), flushed after every line.
 
-    The file stays open between appends: reopening it for each step's record cost ~1 ms, a visible
+    The file stays open between appends: reopening it for each step's record is a visible
     share of a short step.
     """
 

@@ -78,7 +78,7 @@ class SpikeDetector:
     def _zscore(self, value: float, history: deque[float], std_floor: float) -> float | None:
         if len(history) < self.min_history:
             return None
-        # plain float arithmetic: statistics.pstdev is exact (fractions) and ~1 ms per call per step
+        # plain float arithmetic: statistics.pstdev is exact (fractions), too slow to run every step
         mean = math.fsum(history) / len(history)
         std = math.sqrt(math.fsum((x - mean) ** 2 for x in history) / len(history))
         std = max(std, std_floor * abs(mean), 1e-12)
