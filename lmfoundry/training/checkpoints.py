@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from lmfoundry.atomic import write_json_atomic
 from lmfoundry.training import faults
@@ -47,6 +48,39 @@ class Checkpoint:
 
     def metadata(self) -> dict:
         return json.loads((self.path / COMPLETE).read_text(encoding="utf-8"))
+
+
+def checkpoint_mode(path: Path) -> str:
+    """How ``save_state`` laid the model out in a checkpoint: FSDP (sharded DCP), DEEPSPEED or plain.
+
+    Under FSDP the model and optimizer are DCP folders (``pytorch_model_fsdp_0/``, ``optimizer_0/``)
+    that reshard to any number of FSDP processes; DeepSpeed writes its engine folder
+    (``pytorch_model/``, one optimizer partition per rank); DDP and one process write whole files.
+    """
+    if (path / "pytorch_model_fsdp_0").is_dir():
+        return "FSDP"
+    if (path / "pytorch_model").is_dir():
+        return "DEEPSPEED"
+    return "plain"
+
+
+def check_mode(path: Path, distributed_type: DistributedType) -> None:
+    """Refuse to resume a checkpoint the current parallelism cannot read, saying how to proceed.
+
+    accelerate's ``load_state`` would otherwise fail with a missing-file error
+    (``No such file .../pytorch_model.bin``) that does not say the checkpoint is fine.
+    """
+    saved = checkpoint_mode(path)
+    running = {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DEEPSPEED"}.get(distributed_type, "plain")
+    if saved == running:
+        return
+    how = {"FSDP": "FSDP (lmfoundry/recipes/accelerate/fsdp.yaml) on any number of processes: DCP reshards",
+           "DEEPSPEED": "the deepspeed_zero*.yaml config it was written with, on as many processes as then",
+           "plain": "DDP or one process (ddp.yaml, or no accelerate config), on any number of processes"}
+    raise ValueError(
+        f"checkpoint {path} was written under {saved} and this run is {distributed_type.value}, which cannot "
+        f"read it: resume it under {how[saved]}; or start a new run from its weights in the run's model/ "
+        f"folder (plain safetensors, which every mode loads)")
 
 
 class CheckpointManager:
@@ -112,6 +146,7 @@ class CheckpointManager:
 
     def load(self, checkpoint: Checkpoint) -> dict:
         """Restore the accelerator state (model, optimizer, RNG, custom objects); returns the metadata."""
+        check_mode(checkpoint.path, self.accelerator.distributed_type)
         self.accelerator.load_state(str(checkpoint.path))
         return checkpoint.metadata()
 
