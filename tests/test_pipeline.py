@@ -124,7 +124,9 @@ def test_tokenize_stage_on_a_cluster_executor_stops_then_resumes(finished_run, t
         shutil.copy(done.marker(stage), layout.marker(stage))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in {"sbatch": "echo Submitted batch job 42", "scontrol": "echo node1"}.items():
+    fake = {"sbatch": "echo Submitted batch job 42", "scontrol": "echo node1", "sinfo": "echo 'cpu* 4 16000'",
+            "squeue": "true"}  # squeue: nothing queued (the array is played below)
+    for name, body in fake.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

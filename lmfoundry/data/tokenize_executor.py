@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.atomic import write_json_atomic
-from lmfoundry.data.executors import make_executor
+from lmfoundry.data.executors import make_executor, run_stages
 from lmfoundry.data.shard_encoding import DEFAULT_SHARD_TOKENS, check_val_fraction
 from lmfoundry.data.shards import read_manifest
 from lmfoundry.data.shards_folder import clear, complete_and_current, source_list
@@ -78,11 +78,11 @@ def tokenize_on_executor(
         preload=(TokenizeShards.__module__,),
     )
     try:
-        runner.run()
+        complete = run_stages(executor, [("tokenize", runner)])
     except Exception as err:
         err.add_note(f"tokenization task logs: {logs}")
         raise
-    if runner.get_incomplete_ranks():  # a cluster executor queued them
+    if not complete:  # Slurm queued them
         logger.info("tasks submitted; rerun the same command once they finish to write the manifest")
         return {"complete": False, "submitted": True, "logging_dir": str(logs)}
     inputs_named = ", ".join(str(p) for p in reader.files)

@@ -148,6 +148,11 @@ class CheckpointManager:
         """Restore the accelerator state (model, optimizer, RNG, custom objects); returns the metadata."""
         check_mode(checkpoint.path, self.accelerator.distributed_type)
         self.accelerator.load_state(str(checkpoint.path))
+        # load_state restores accelerate's micro-batch counter, which decides the gradient-sync
+        # micro-step of accumulate(). It counts the saving run's micro-batches: resumed on another
+        # number of processes (2 x 1 -> 1 x 2 from an odd step) it would sync on the wrong one and
+        # drop half the gradient. Checkpoints fall between optimizer steps, so the phase is 0.
+        self.accelerator.step = 0
         return checkpoint.metadata()
 
     def mark_clean(self, checkpoint: Checkpoint) -> None:

@@ -29,7 +29,7 @@ from accelerate.utils import DistributedType, InitProcessGroupKwargs
 from lmfoundry.version import __version__
 
 
-class LaunchMismatchError(RuntimeError):
+class LaunchMismatchError(ValueError):
     """The launch configuration asked for one kind of run and this process would get another."""
 
 
