@@ -153,10 +153,11 @@ def test_slurm_failed_task_is_reported_on_rerun_and_later_stages_never_start(boo
     blocker = hold_the_node()
     try:
         assert curate(config, out)["submitted"]
-        shutil.rmtree(inputs / "books")  # the input vanishes before the job runs: its task fails for real
+        (inputs / "books").rename(tmp_path / "away")  # the input vanishes before the job runs: it fails for real
     finally:
         subprocess.run(["scancel", blocker], check=True)
     wait_for_queue_to_empty()
+    (tmp_path / "away").rename(inputs / "books")  # back (the rerun plans over it), yet the failed task stays failed
     with pytest.raises(CurationError, match=r"stage 'filter' on slurm: 1 of 1 task\(s\) did not finish \(rank 0\) "
                                             r"\(Slurm job \d+; .*slurm_logs\); see .*filter/logs/task_00000\.log"):
         curate(config, out)
