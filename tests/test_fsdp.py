@@ -95,13 +95,26 @@ def test_dcp_checkpoint_reshards_2_to_1_to_2_and_export_is_a_plain_model(fsdp_ru
         assert torch.allclose(exported(ids).logits, plain(ids).logits, atol=1e-4)
 
 
-def test_fsdp_checkpoint_without_fsdp_is_refused_with_how_to_resume(fsdp_run, data, tmp_path):
+def test_fsdp_checkpoint_resumes_without_fsdp_and_a_plain_one_under_fsdp_is_refused(fsdp_run, reference, data,
+                                                                                      tmp_path):
     root, _ = fsdp_run
     run = tmp_path / "run"
-    shutil.copytree(root / "run" / "checkpoints", run / "checkpoints")
-    with pytest.raises(ValueError, match=r"written under FSDP and this run is NO, which cannot read it: resume it "
-                                         r"under FSDP \(lmfoundry/recipes/accelerate/fsdp.yaml\) on any number"):
-        train(recipe_for(data), run, resume=True)
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(root / "run" / "checkpoints" / "step-3", run / "checkpoints" / "step-3")
+    train(recipe_for(data), run, resume=True)  # one process, no FSDP: the DCP shards are converted
+    assert max_loss_gap(train_losses(run), train_losses(reference)) < 1e-5
+    assert sorted(train_losses(run)) == [4, 5, 6]
+    assert not list((run / "checkpoints").glob(".converted-*"))
+    assert (run / "checkpoints" / "step-6" / "model.safetensors").is_file()  # it continues in its own layout
+    # the other way round (whole files into FSDP) is refused before training, saying how to resume
+    plain = tmp_path / "plain"
+    (plain / "checkpoints").mkdir(parents=True)
+    shutil.copytree(reference / "checkpoints" / "step-3", plain / "checkpoints" / "step-3")
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
+    result = launch("fsdp.yaml", 1, [str(recipe), "--output", str(plain), "--resume"])
+    assert result.returncode != 0
+    assert "written under plain and this run is FSDP, which cannot read it: resume it under DDP or one process" \
+        in result.stderr
 
 
 def test_launch_that_would_not_run_as_asked_stops_before_training(data, tmp_path):
