@@ -42,7 +42,10 @@ DATA_REQUIRES = [
     "lxml_html_clean>=0.4",  # trafilatura 2.3 fails to import without it (WARC extraction)
 ]
 EVAL_REQUIRES = ["lm-eval>=0.4.8"]
-TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "import-linter>=2.1", *DATA_REQUIRES, *EVAL_REQUIRES]
+# Ray: the data stages' `executor: ray` (datatrove's RayPipelineExecutor); Slurm needs no Python package.
+# DeepSpeed is not an extra: it installs with `DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed`.
+CLUSTER_REQUIRES = ["ray[default]>=2.40"]
+TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "import-linter>=2.1", *DATA_REQUIRES, *EVAL_REQUIRES, *CLUSTER_REQUIRES]
 # spaCy: only the curation benchmark's reference side (stock datatrove filters) needs it.
 DEV_REQUIRES = ["ruff>=0.8", "spacy>=3.7", *TEST_REQUIRES]
 
@@ -63,6 +66,7 @@ setup(
     extras_require={
         "data": DATA_REQUIRES,
         "eval": EVAL_REQUIRES,
+        "cluster": CLUSTER_REQUIRES,
         "test": TEST_REQUIRES,
         "dev": DEV_REQUIRES,
     },

@@ -124,7 +124,9 @@ def test_tokenize_stage_on_a_cluster_executor_stops_then_resumes(finished_run, t
         shutil.copy(done.marker(stage), layout.marker(stage))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in {"sbatch": "echo Submitted batch job 42", "scontrol": "echo node1"}.items():
+    fake = {"sbatch": "echo Submitted batch job 42", "scontrol": "echo node1", "sinfo": "echo 'cpu* 4 16000'",
+            "squeue": "true"}  # squeue: nothing queued (the array is played below)
+    for name, body in fake.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -155,3 +157,39 @@ def test_tokenize_stage_on_a_cluster_executor_stops_then_resumes(finished_run, t
     for split in local:
         assert merged[split]["tokens"] == local[split]["tokens"]
         assert merged[split]["documents"] == local[split]["documents"]
+
+
+def _ray_up() -> bool:
+    if not os.environ.get("RAY_ADDRESS"):
+        return False
+    import ray
+
+    try:
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ray_up(), reason="no Ray cluster at RAY_ADDRESS; start one with: "
+                                          "source .ci/services.sh && services_start")
+def test_run_with_data_and_tokenize_on_ray_equals_the_local_run(finished_run, tmp_path):
+    """``lmfoundry run`` with ``data.executor: ray`` and ``tokenize.executor: ray`` (the cluster
+    .ci/services.sh starts on 127.0.0.1): the same kept documents and the same shards as local."""
+    source, args = finished_run
+    run_dir = tmp_path / "run"
+    ray_args = [*[a if a != str(source) else str(run_dir) for a in args],
+                "--run.stages", "[curate, tokenizer, tokenize]", "--data.executor", "ray",
+                "--tokenize.executor", "ray", "--tokenize.tasks", "2"]
+    assert main(ray_args) == 0
+    layout, done = RunLayout(run_dir), RunLayout(source)
+    for stage in ("curate", "tokenizer", "tokenize"):
+        assert layout.marker(stage).exists()
+    ours, local = (json.loads((d.curate / "stats.json").read_text()) for d in (layout, done))
+    assert ours["output"]["documents"] == local["output"]["documents"]
+    assert [(s["name"], s["documents_out"]) for s in ours["stages"]] == \
+        [(s["name"], s["documents_out"]) for s in local["stages"]]
+    merged, reference = (json.loads((d.shards / "manifest.json").read_text())["splits"] for d in (layout, done))
+    for split in reference:
+        assert (merged[split]["tokens"], merged[split]["documents"]) == \
+            (reference[split]["tokens"], reference[split]["documents"])

@@ -201,6 +201,8 @@ def test_slurm_submits_then_a_rerun_after_the_array_merges(tmp_path, tok_dir, co
     fakes = {
         "sbatch": 'echo "$@" >> "$(dirname "$0")/calls"; echo Submitted batch job 42',
         "scontrol": "echo node1",
+        "sinfo": "echo 'cpu* 4 16000'",  # the partition the request names, big enough
+        "squeue": "true",  # nothing queued: the array is played below
     }
     for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")

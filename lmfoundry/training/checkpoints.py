@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from lmfoundry.atomic import write_json_atomic
 from lmfoundry.training import faults
@@ -47,6 +48,86 @@ class Checkpoint:
 
     def metadata(self) -> dict:
         return json.loads((self.path / COMPLETE).read_text(encoding="utf-8"))
+
+
+def checkpoint_mode(path: Path) -> str:
+    """How ``save_state`` laid the model out in a checkpoint: FSDP (sharded DCP), DEEPSPEED or plain.
+
+    Under FSDP the model and optimizer are DCP folders (``pytorch_model_fsdp_0/``, ``optimizer_0/``)
+    that reshard to any number of FSDP processes; DeepSpeed writes its engine folder
+    (``pytorch_model/``, one optimizer partition per rank); DDP and one process write whole files.
+    """
+    if (path / "pytorch_model_fsdp_0").is_dir():
+        return "FSDP"
+    if (path / "pytorch_model").is_dir():
+        return "DEEPSPEED"
+    return "plain"
+
+
+def running_mode(distributed_type: DistributedType) -> str:
+    """The checkpoint layout ``save_state`` writes under ``distributed_type`` (see :func:`checkpoint_mode`)."""
+    return {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DEEPSPEED"}.get(distributed_type, "plain")
+
+
+def fsdp_to_plain(source: Path, target: Path, accelerator: Accelerator) -> None:
+    """Rewrite an FSDP checkpoint (sharded DCP) as the whole-file layout DDP / one process loads.
+
+    The DCP folders are read without a process group (``dcp_to_torch_save``); the model's keys are
+    matched to the prepared model's (``module.`` under DDP) and the optimizer state, keyed by
+    parameter name in DCP, is re-keyed by the optimizer's parameter order. RNG states and the loop's
+    own state are copied as they are, so the resumed run continues exactly.
+    """
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    dcp_to_torch_save(source / "pytorch_model_fsdp_0", target / "model.dcp.pt")
+    dcp_to_torch_save(source / "optimizer_0", target / "optimizer.dcp.pt")
+    weights = torch.load(target / "model.dcp.pt", weights_only=False)["model"]
+    optim = torch.load(target / "optimizer.dcp.pt", weights_only=False)["optimizer"]
+    prepared = accelerator._models[0]
+    torch.save({key: weights[key.removeprefix("module.")] for key in prepared.state_dict()}, target / "pytorch_model.bin")
+    names = {id(p): name for name, p in accelerator.unwrap_model(prepared).named_parameters()}
+    optimizer = accelerator._optimizers[0].optimizer
+    state, groups, index = {}, [], 0
+    for group in optimizer.param_groups:
+        ids = []
+        for param in group["params"]:
+            if names[id(param)] in optim["state"]:
+                state[index] = optim["state"][names[id(param)]]
+            ids.append(index)
+            index += 1
+        saved = next(g for g in optim["param_groups"] if names[id(group["params"][0])] in g["params"])
+        groups.append({**{k: v for k, v in saved.items() if k != "params"}, "params": ids})
+    torch.save({"state": state, "param_groups": groups}, target / "optimizer.bin")
+    for name in ("model.dcp.pt", "optimizer.dcp.pt"):
+        (target / name).unlink()
+    for extra in source.iterdir():
+        if extra.is_file() and extra.suffix == ".pkl":
+            shutil.copy2(extra, target / extra.name)
+    logger.info("converted the FSDP checkpoint %s to the whole-file layout for this %s run",
+                source, accelerator.distributed_type.value)
+
+
+def check_mode(path: Path, distributed_type: DistributedType) -> None:
+    """Refuse to resume a checkpoint the current parallelism cannot read, saying how to proceed.
+
+    accelerate's ``load_state`` would otherwise fail with a missing-file error
+    (``No such file .../pytorch_model.bin``) that does not say the checkpoint is fine.
+    """
+    saved = checkpoint_mode(path)
+    running = running_mode(distributed_type)
+    if saved == running:
+        return
+    how = {"FSDP": "FSDP (lmfoundry/recipes/accelerate/fsdp.yaml) on any number of processes: DCP reshards",
+           "DEEPSPEED": "the deepspeed_zero*.yaml config it was written with, on as many processes as then",
+           "plain": "DDP or one process (ddp.yaml, or no accelerate config), on any number of processes"}
+    raise ValueError(
+        f"checkpoint {path} was written under {saved} and this run is {distributed_type.value}, which cannot "
+        f"read it: resume it under {how[saved]}; or start a new run from its weights in the run's model/ "
+        f"folder (plain safetensors, which every mode loads)")
 
 
 class CheckpointManager:
@@ -80,7 +161,7 @@ class CheckpointManager:
         """Delete leftovers of interrupted writes (temporary folders, ``step-N`` without marker)."""
         if self.accelerator.is_main_process and self.root.is_dir():
             for entry in self.root.iterdir():
-                stale = entry.name.startswith(".tmp-") or (
+                stale = entry.name.startswith((".tmp-", ".converted-")) or (
                     _STEP_DIR.match(entry.name) and not (entry / COMPLETE).is_file()
                 )
                 if stale and entry.is_dir():
@@ -112,7 +193,24 @@ class CheckpointManager:
 
     def load(self, checkpoint: Checkpoint) -> dict:
         """Restore the accelerator state (model, optimizer, RNG, custom objects); returns the metadata."""
-        self.accelerator.load_state(str(checkpoint.path))
+        acc = self.accelerator
+        if checkpoint_mode(checkpoint.path) == "FSDP" and running_mode(acc.distributed_type) == "plain":
+            converted = self.root / f".converted-step-{checkpoint.step}"
+            if acc.is_main_process:
+                fsdp_to_plain(checkpoint.path, converted, acc)
+            acc.wait_for_everyone()
+            acc.load_state(str(converted))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                shutil.rmtree(converted)
+        else:
+            check_mode(checkpoint.path, acc.distributed_type)
+            acc.load_state(str(checkpoint.path))
+        # load_state restores accelerate's micro-batch counter, which decides the gradient-sync
+        # micro-step of accumulate(). It counts the saving run's micro-batches: resumed on another
+        # number of processes (2 x 1 -> 1 x 2 from an odd step) it would sync on the wrong one and
+        # drop half the gradient. Checkpoints fall between optimizer steps, so the phase is 0.
+        self.accelerator.step = 0
         return checkpoint.metadata()
 
     def mark_clean(self, checkpoint: Checkpoint) -> None:

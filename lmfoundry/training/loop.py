@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
@@ -43,7 +42,7 @@ from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.checkpoints import Checkpoint, CheckpointManager
 from lmfoundry.training.config import TrainConfig
-from lmfoundry.training.environment import run_record
+from lmfoundry.training.environment import make_accelerator, parameter_layout, run_record
 from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
 from lmfoundry.training.optim import build_optimizer
 from lmfoundry.training.schedules import lr_at
@@ -167,7 +166,7 @@ class Trainer:
                              f"{self.model_config.max_position_embeddings}")
         self.resuming = _prepare_output_dir(self.output_dir, resume)
 
-        self.accelerator = acc = Accelerator(
+        self.accelerator = acc = make_accelerator(
             mixed_precision=_mixed_precision(cfg.mixed_precision),
             log_with=cfg.trackers() or None,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
@@ -239,6 +238,10 @@ class Trainer:
             "training %.2fM parameters for %d steps: %d processes x %d micro-batches x %d sequences x %d tokens "
             "= %d tokens/step", self.num_parameters() / 1e6, self.total_steps, acc.num_processes,
             self.grad_accum, cfg.micro_batch_size, cfg.seq_len, self.train_data.tokens_per_step)
+        layout = parameter_layout(self.model)
+        logger.info("%s: %d of %d parameter tensors sharded; rank 0 holds %d of %d parameters",
+                    acc.distributed_type.value, layout["sharded_tensors"], layout["tensors"], layout["local_numel"],
+                    layout["global_numel"])
         awaiting_verdict = [c for c in self.checkpoints.complete() if not c.clean]
         progress = tqdm(total=self.total_steps, initial=self.state.step, disable=not acc.is_main_process,
                         desc="train", dynamic_ncols=True, mininterval=1.0)
@@ -289,7 +292,8 @@ class Trainer:
         return summary
 
     def num_parameters(self) -> int:
-        return self.accelerator.unwrap_model(self.model).num_parameters()
+        """Parameters of the whole model, also when FSDP or ZeRO-3 holds only a shard on this rank."""
+        return parameter_layout(self.model)["global_numel"]
 
     def _train_step(self) -> dict | None:
         """One optimizer step; returns its metrics record, or None when a spike rolled the run back."""
@@ -317,6 +321,8 @@ class Trainer:
             loss_sum += loss.detach()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)  # None: DeepSpeed clips in its step
+        if hasattr(norm, "full_tensor"):  # FSDP2: a replicated DTensor, which gloo/NCCL cannot all-reduce
+            norm = norm.full_tensor()
         # One reduction gives every rank the same numbers to decide on. Every micro-batch holds B*S
         # target tokens, so the mean of micro-batch means is the token-weighted global mean; the
         # norm of the synced gradients is already global, and a mean of equal values is exact.

@@ -45,7 +45,7 @@ from lmfoundry.data.curation.filters import HtmlExtractor, build_filters
 from lmfoundry.data.curation.report import build_report, format_summary, merge_stage_stats
 from lmfoundry.data.curation.sources import SourceReader, discover_inputs
 from lmfoundry.data.curation.words import RegexWordTokenizer
-from lmfoundry.data.executors import make_executor
+from lmfoundry.data.executors import ClusterRequestError, TaskFailedError, make_executor, run_stages
 from lmfoundry.errors import StageFailedError
 
 logger = logging.getLogger(__name__)
@@ -224,15 +224,15 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     )
     counted.append(("dedup", dedup_step))
 
-    for name, executor in stages:
-        logger.info("curation stage %s: %d task(s)", name, executor.world_size)
-        try:
-            executor.run()
-        except Exception as err:
-            raise CurationError(
-                f"curation stage {name!r} failed: {type(err).__name__}: {err} (task logs: {logs / name})"
-            ) from err
-    if any(executor.get_incomplete_ranks() for _, executor in stages):  # Slurm: submitted, not yet run
+    try:
+        complete = run_stages(config.executor, stages)
+    except ClusterRequestError:
+        raise  # a configuration error (ValueError): nothing was submitted
+    except TaskFailedError as err:
+        raise CurationError(str(err)) from err
+    except Exception as err:
+        raise CurationError(f"curation failed: {type(err).__name__}: {err} (task logs: {logs})") from err
+    if not complete:  # Slurm: submitted, not yet run
         logger.info("jobs submitted; rerun the same command once they finish to write %s", stats_path)
         return {"complete": False, "submitted": True, "logging_dir": str(logs)}
 

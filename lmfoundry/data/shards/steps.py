@@ -32,7 +32,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from lmfoundry.atomic import write_json_atomic
-from lmfoundry.data.executors import make_executor
+from lmfoundry.data.executors import make_executor, run_stages
 from lmfoundry.data.shards.config import DEFAULT_SHARD_TOKENS
 from lmfoundry.data.shards.encoding import (
     BATCH_CHARS,
@@ -219,11 +219,11 @@ def run_tasks(job: ShardJob) -> dict[str, Any]:
         preload=(TokenizeShards.__module__,),
     )
     try:
-        runner.run()
+        complete = run_stages(config.executor or "local", [("tokenize", runner)])
     except Exception as err:
         err.add_note(f"tokenization task logs: {logs}")
         raise
-    if runner.get_incomplete_ranks():  # a cluster executor queued them
+    if not complete:  # Slurm queued them
         logger.info("tasks submitted; rerun the same command once they finish to write the manifest")
         return {"complete": False, "submitted": True, "logging_dir": str(logs)}
     return merge_tasks(

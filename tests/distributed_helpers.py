@@ -1,0 +1,76 @@
+"""Shared by the FSDP and DeepSpeed tests: real data, the real launcher, the losses a run logged.
+
+Every multi-process run here goes through ``accelerate launch`` exactly as a user types it, with the
+config files shipped in lmfoundry/recipes/accelerate/, over gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from lmfoundry.data.default_corpus import bible_jsonl_path
+from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.tokenization import train_tokenizer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "lmfoundry" / "recipes" / "accelerate"
+MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "max_position_embeddings": 64}
+
+
+def build_data(root: Path) -> dict[str, Path]:
+    """A tokenizer and token shards from ~2,000 KJV verses (real text, the real pipeline)."""
+    verses = [json.loads(line)["text"] for line in bible_jsonl_path().read_text().splitlines()[:2000]]
+    corpus = root / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": " ".join(verses[i:i + 8])}) + "\n"
+                              for i in range(0, len(verses), 8)), encoding="utf-8")
+    train_tokenizer([corpus], 512, root / "tokenizer", show_progress=False)
+    tokenize_corpus([corpus], root / "tokenizer", root / "shards", val_fraction=0.1, show_progress=False)
+    return {"root": root, "tokenizer": root / "tokenizer", "shards": root / "shards"}
+
+
+def recipe_for(data: dict, **train_fields) -> dict:
+    """A constant-lr recipe, so a resumed run may extend max_steps without changing earlier steps' lr."""
+    train = {"shards": str(data["shards"]), "tokenizer": str(data["tokenizer"]), "seq_len": 32,
+             "micro_batch_size": 4, "global_batch_size": 8, "max_steps": 6, "lr": 3e-3, "schedule": "constant",
+             "warmup_steps": 2, "checkpoint_every": 3, "keep_last": 3, "eval_every": 0, "eval_batches": 2,
+             "report_to": "none", "sample_prompts": [], "seed": 5}
+    train.update(train_fields)
+    return {"model": dict(MODEL), "train": train}
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def launch(config: str | None, processes: int, args: list[str], env: dict | None = None,
+           cpu: bool = True) -> subprocess.CompletedProcess:
+    """``accelerate launch [--config_file CONFIG] --num_processes N -m lmfoundry.train ARGS``."""
+    command = ["accelerate", "launch"]
+    if config is not None:
+        command += ["--config_file", str(CONFIGS / config)]
+    else:
+        command += ["--multi_gpu"]
+    command += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no", "--main_process_port", str(29500 + os.getpid() % 1000),
+                "-m", "lmfoundry.train", *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(CONFIGS.parents[2]), **(env or {})}
+    if cpu:
+        full_env["ACCELERATE_USE_CPU"] = "1"
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """Loss per step as the run kept it (the last record of a step wins)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+def max_loss_gap(ours: dict[int, float], reference: dict[int, float]) -> float:
+    assert set(ours) <= set(reference), (sorted(ours), sorted(reference))
+    return max(abs(ours[s] - reference[s]) for s in ours)
