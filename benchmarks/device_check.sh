@@ -86,16 +86,16 @@ EOF
 
 log "2/4 training loop, one GPU, bf16"
 rm -rf "$OUT/single"
-accelerate launch "${launch[@]}" -m lmfoundry.train small --output "$OUT/single" "${common[@]}" \
+accelerate launch "${launch[@]}" -m lmfoundry train small --output "$OUT/single" "${common[@]}" \
   --train.max_steps "$STEPS" 2>&1 | tail -n 20 | tee "$OUT/single.txt"
 report "$OUT/single" | tee -a "$OUT/single.txt"
 
 log "3/4 FSDP2: train, sharded checkpoint, resume"
 rm -rf "$OUT/fsdp"
 half=$((STEPS / 2)); more=$((STEPS / 2 + STEPS / 4))
-accelerate launch "${fsdp[@]}" -m lmfoundry.train small --output "$OUT/fsdp" "${common[@]}" \
+accelerate launch "${fsdp[@]}" -m lmfoundry train small --output "$OUT/fsdp" "${common[@]}" \
   --train.compile false --train.max_steps "$half" --train.checkpoint_every "$half" 2>&1 | tail -n 20 | tee "$OUT/fsdp.txt"
-accelerate launch "${fsdp[@]}" -m lmfoundry.train small --output "$OUT/fsdp" --resume "${common[@]}" \
+accelerate launch "${fsdp[@]}" -m lmfoundry train small --output "$OUT/fsdp" --resume "${common[@]}" \
   --train.compile false --train.max_steps "$more" --train.checkpoint_every "$half" 2>&1 | tail -n 20 | tee -a "$OUT/fsdp.txt"
 report "$OUT/fsdp" | tee -a "$OUT/fsdp.txt"
 grep -q "FSDP: \([0-9]*\) of \1 parameter tensors sharded" "$OUT/fsdp/train.log" || { echo "FSDP did not shard"; exit 1; }
@@ -104,7 +104,7 @@ if python -c "import deepspeed" 2>/dev/null; then
   log "4/4 DeepSpeed ZeRO-3: a few steps"
   rm -rf "$OUT/zero3"
   # DeepSpeed on CPU needs the process not forced onto the CPU (its own CPU accelerator runs it)
-  env -u ACCELERATE_USE_CPU accelerate launch "${zero3[@]}" -m lmfoundry.train small --output "$OUT/zero3" "${common[@]}" \
+  env -u ACCELERATE_USE_CPU accelerate launch "${zero3[@]}" -m lmfoundry train small --output "$OUT/zero3" "${common[@]}" \
     --train.compile false --train.max_steps 10 2>&1 | tail -n 20 | tee "$OUT/zero3.txt"
   report "$OUT/zero3" | tee -a "$OUT/zero3.txt"
   grep "parameters" "$OUT/zero3/train.log" | tee -a "$OUT/zero3.txt"

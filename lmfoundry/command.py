@@ -58,9 +58,10 @@ SECTION_CLASSES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Option:
-    """A verb option that is not a recipe field: a folder the verb reads or writes, or a switch.
+    """A verb option that is not a recipe field: a folder the verb reads or writes, a switch, or a value.
 
-    ``folder`` names the :class:`RunLayout` property it defaults to (``"shards"`` -> ``RUN/shards``).
+    ``folder`` names the :class:`RunLayout` property it defaults to (``"shards"`` -> ``RUN/shards``);
+    a value option has a ``default`` and a ``kind`` (its type).
     """
 
     flag: str
@@ -68,6 +69,8 @@ class Option:
     folder: str | None = None
     switch: bool = False
     nargs: str | None = None
+    default: Any = None
+    kind: type = str
 
     @property
     def dest(self) -> str:
@@ -299,6 +302,9 @@ def build_verb_parser(verb: Verb, prog: str) -> argparse.ArgumentParser:
     for option in verb.options:
         if option.switch:
             parser.add_argument(option.flag, dest=option.dest, action="store_true", help=option.help)
+        elif option.folder is None and option.default is not None:
+            parser.add_argument(option.flag, dest=option.dest, type=option.kind, default=option.default,
+                                metavar=option.kind.__name__.upper(), help=f"{option.help} (default: {option.default})")
         else:
             where = f" (default: RUN/{getattr(RunLayout(Path('RUN')), option.folder).relative_to('RUN')})" if option.folder else ""
             parser.add_argument(option.flag, dest=option.dest, nargs=option.nargs, metavar="PATH",

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from lmfoundry.data.default_corpus import bible_jsonl_path
-from lmfoundry.data.tokenize import tokenize_corpus
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.tokenization import train_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "lmfoundry" / "recipes" / "accelerate"
@@ -29,7 +29,8 @@ def build_data(root: Path) -> dict[str, Path]:
     corpus.write_text("".join(json.dumps({"text": " ".join(verses[i:i + 8])}) + "\n"
                               for i in range(0, len(verses), 8)), encoding="utf-8")
     train_tokenizer([corpus], 512, root / "tokenizer", show_progress=False)
-    tokenize_corpus([corpus], root / "tokenizer", root / "shards", val_fraction=0.1, show_progress=False)
+    tokenize_shards(TokenizeConfig(val_fraction=0.1, val_method="documents"), [corpus], root / "tokenizer", root / "shards",
+                    show_progress=False)
     return {"root": root, "tokenizer": root / "tokenizer", "shards": root / "shards"}
 
 
@@ -50,7 +51,7 @@ def write_recipe(path: Path, recipe: dict) -> Path:
 
 def launch(config: str | None, processes: int, args: list[str], env: dict | None = None,
            cpu: bool = True) -> subprocess.CompletedProcess:
-    """``accelerate launch [--config_file CONFIG] --num_processes N -m lmfoundry.train ARGS``."""
+    """``accelerate launch [--config_file CONFIG] --num_processes N -m lmfoundry train ARGS``."""
     command = ["accelerate", "launch"]
     if config is not None:
         command += ["--config_file", str(CONFIGS / config)]
@@ -58,7 +59,7 @@ def launch(config: str | None, processes: int, args: list[str], env: dict | None
         command += ["--multi_gpu"]
     command += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
                 "--dynamo_backend", "no", "--main_process_port", str(29500 + os.getpid() % 1000),
-                "-m", "lmfoundry.train", *args]
+                "-m", "lmfoundry", "train", *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(CONFIGS.parents[2]), **(env or {})}
     if cpu:
         full_env["ACCELERATE_USE_CPU"] = "1"

@@ -3,7 +3,7 @@ gloo): the losses of one process with accumulation, real partitions, whole-model
 an export that loads as a plain model; and launches that would silently run something else refused.
 
 Launched as a user would: ``accelerate launch --config_file lmfoundry/recipes/accelerate/deepspeed_zero3.yaml
---num_processes 2 -m lmfoundry.train RECIPE`` (without ACCELERATE_USE_CPU: accelerate drops DeepSpeed
+--num_processes 2 -m lmfoundry train RECIPE`` (without ACCELERATE_USE_CPU: accelerate drops DeepSpeed
 under it). `.ci/run` installs deepspeed (``DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed``).
 """
 

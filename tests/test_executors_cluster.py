@@ -18,7 +18,7 @@ from test_tokenize_step import OPTIONS, assert_same_as_reference, corpus, refere
 
 from lmfoundry.data.curation import CurateConfig, CurationError, curate
 from lmfoundry.data.executors import ClusterRequestError, TaskFailedError
-from lmfoundry.data.tokenize_executor import tokenize_on_executor
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
 START = "start them with: source .ci/services.sh && services_start"
 
@@ -98,7 +98,7 @@ def test_ray_curation_and_tokenization_equal_local(books, local_curation, tmp_pa
     out = tmp_path / "curated"
     same_curation(out, curate(curation_config(books, "ray"), out), *local_curation)
     shards = tmp_path / "shards"
-    manifest = tokenize_on_executor(corpus, tok_dir, shards, tasks=2, workers=2, executor="ray", **OPTIONS)
+    manifest = tokenize_shards(TokenizeConfig(tasks=2, workers=2, executor="ray", **OPTIONS), corpus, tok_dir, shards)
     assert_same_as_reference(shards, manifest, reference)
 
 
@@ -108,12 +108,11 @@ def test_ray_failing_task_is_an_error_naming_its_log_and_oversize_requests_fail_
     bad.write_text('{"text": "fine"}\nnot json\n', encoding="utf-8")
     with pytest.raises(TaskFailedError, match=r"stage 'tokenize' on ray: 1 of 1 task\(s\) did not finish "
                                               r"\(rank 0\); see .*logs/task_00000\.log") as failure:
-        tokenize_on_executor(bad, tok_dir, tmp_path / "shards", tasks=1, executor="ray")
+        tokenize_shards(TokenizeConfig(tasks=1, executor="ray"), bad, tok_dir, tmp_path / "shards")
     assert "not valid JSON" in str(failure.value)
     assert not (tmp_path / "shards" / "manifest.json").exists()
     with pytest.raises(ClusterRequestError, match=r"asks for 4 CPU\(s\).*largest Ray node has 2 CPU\(s\)"):
-        tokenize_on_executor(bad, tok_dir, tmp_path / "s2", tasks=1, executor="ray",
-                             executor_options={"cpus_per_task": 4})
+        tokenize_shards(TokenizeConfig(tasks=1, executor="ray", executor_options={"cpus_per_task": 4}), bad, tok_dir, tmp_path / "s2")
 
 
 # -------------------------------------------------------------------------------------------- Slurm
@@ -125,20 +124,18 @@ def test_slurm_submit_refuse_while_queued_wait_rerun_equals_local(books, local_c
         out, shards = tmp_path / "curated", tmp_path / "shards"
         config = curation_config(books, "slurm", **SLURM)
         assert curate(config, out)["submitted"]
-        submitted = tokenize_on_executor(corpus, tok_dir, shards, tasks=2, executor="slurm", executor_options=SLURM,
-                                         **OPTIONS)
+        submitted = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
         assert submitted["submitted"] and not submitted["complete"]
         with pytest.raises(ClusterRequestError, match=r"still queued or running: \d+ \(filter\), \d+ "
                                                       r"\(minhash_buckets\)"):
             curate(config, out)
         with pytest.raises(ClusterRequestError, match=r"still queued or running: \d+ \(tokenize\)"):
-            tokenize_on_executor(corpus, tok_dir, shards, tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS)
+            tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
     finally:
         subprocess.run(["scancel", blocker], check=True)
     wait_for_queue_to_empty()
     same_curation(out, curate(config, out), *local_curation)
-    manifest = tokenize_on_executor(corpus, tok_dir, shards, tasks=2, executor="slurm", executor_options=SLURM,
-                                    **OPTIONS)
+    manifest = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
     assert_same_as_reference(shards, manifest, reference)
 
 
@@ -168,8 +165,7 @@ def test_slurm_failed_task_is_reported_on_rerun_and_later_stages_never_start(boo
 @slurm
 def test_slurm_requests_are_checked_before_submission(tmp_path, tok_dir, corpus):  # noqa: F811
     def submit(**options):
-        return tokenize_on_executor(corpus, tok_dir, tmp_path / "s", tasks=1, executor="slurm",
-                                    executor_options=options)
+        return tokenize_shards(TokenizeConfig(tasks=1, executor="slurm", executor_options=options), corpus, tok_dir, tmp_path / "s")
 
     with pytest.raises(ClusterRequestError, match=r"executor 'slurm' need partition and time \(e\.g\."):
         submit()

@@ -3,7 +3,7 @@ sharded DCP checkpoints that reshard 2 -> 1 -> 2, a clear refusal without FSDP, 
 loads as a plain FoundryForCausalLM.
 
 The run is launched as a user would: ``ACCELERATE_USE_CPU=1 accelerate launch --config_file
-lmfoundry/recipes/accelerate/fsdp.yaml --num_processes 2 -m lmfoundry.train RECIPE``.
+lmfoundry/recipes/accelerate/fsdp.yaml --num_processes 2 -m lmfoundry train RECIPE``.
 """
 
 from __future__ import annotations

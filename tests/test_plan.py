@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.plan import format_plan, plan
 from lmfoundry.recipe import load_recipe
+from lmfoundry.training.plan import format_plan, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from model_speed import step_peak_memory_mb

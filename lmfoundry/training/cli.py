@@ -24,6 +24,22 @@ VERBS = (
                    "flag a run folder that has checkpoints is resumed too", switch=True),
         ),
     ),
+    Verb(
+        name="plan",
+        help="estimate a recipe's parameters, FLOPs, steps, memory per device and time on GPUs",
+        description="Parameters, FLOPs per token, tokens and steps, memory per device (weights, gradients and AdamW "
+        "state under the sharding; activations with and without checkpointing) and the time at the stated MFU. "
+        "An estimate, checked against measured peak memory on CPU for small shapes (tests/test_plan.py).",
+        run="lmfoundry.training.cli:run_plan",
+        sections=("model", "train"),
+        options=(
+            Option("--gpus", "devices the run trains on", default=1, kind=int),
+            Option("--gpu", "device kind: h100, h200, b200, a100, a100-40gb, l40s, a10g, l4, mi300x", default="h100"),
+            Option("--mfu", "model FLOPs utilisation to assume", default=0.4, kind=float),
+            Option("--sharding", "ddp, zero2, zero3 or fsdp", default="ddp"),
+        ),
+        lock=None,
+    ),
 )
 
 
@@ -38,4 +54,12 @@ def run(inv: Invocation) -> int:
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")
     print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to {summary['model_dir']}")
+    return 0
+
+
+def run_plan(inv: Invocation) -> int:
+    from lmfoundry.training.plan import format_plan, plan
+
+    o = inv.options
+    print(format_plan(plan(inv.recipe, gpus=o.gpus, gpu=o.gpu, mfu=o.mfu, sharding=o.sharding)))
     return 0

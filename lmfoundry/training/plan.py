@@ -171,10 +171,4 @@ def format_plan(p: Plan) -> str:
     ])
 
 
-def plan_command(recipe: dict, gpus: int = 1, gpu: str = "h100", mfu: float = 0.4, sharding: str = "ddp") -> str:
-    """``lmfoundry plan RECIPE [--gpus N] [--gpu KIND] [--mfu F] [--sharding S]``: the printed plan."""
-    return format_plan(plan(recipe, gpus=gpus, gpu=gpu, mfu=mfu, sharding=sharding))
-
-
-__all__ = ["GPUS", "SHARDINGS", "Plan", "activation_elements_per_token", "format_plan", "plan",
-           "plan_command"]
+__all__ = ["GPUS", "SHARDINGS", "Plan", "activation_elements_per_token", "format_plan", "plan"]
