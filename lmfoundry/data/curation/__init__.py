@@ -8,8 +8,7 @@ Names are imported on first use, so importing the package (and its cli) stays ch
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lmfoundry.lazy import lazy_exports
 
 _EXPORTS = {
     "CurateConfig": "lmfoundry.data.curation.config",
@@ -18,8 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
