@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lmfoundry.data.default_corpus import bible_jsonl_path
@@ -75,3 +77,30 @@ def train_losses(run_dir: Path) -> dict[int, float]:
 def max_loss_gap(ours: dict[int, float], reference: dict[int, float]) -> float:
     assert set(ours) <= set(reference), (sorted(ours), sorted(reference))
     return max(abs(ours[s] - reference[s]) for s in ours)
+
+
+# The real services of .ci/services.sh (tests that need them skip, saying how to start them).
+START = "start them with: source .ci/services.sh && services_start"
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True)
+    return result.returncode == 0 and "up" in result.stdout
+
+
+def _ray_up() -> bool:
+    if not os.environ.get("RAY_ADDRESS"):
+        return False
+    import ray
+
+    try:
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    except Exception:
+        return False
+    return True
+
+
+slurm = pytest.mark.skipif(not _slurm_up(), reason=f"no Slurm cluster reachable (sinfo); {START}")
+ray_cluster = pytest.mark.skipif(not _ray_up(), reason=f"no Ray cluster at RAY_ADDRESS; {START}")

@@ -7,12 +7,12 @@ services are up (``source .ci/services.sh && services_start``).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
 
 import pytest
+from distributed_helpers import ray_cluster, slurm
 from test_curation import FAST_URL, records_of, write_corpus
 from test_tokenize_step import OPTIONS, assert_same_as_reference, corpus, reference, tok_dir  # noqa: F401
 
@@ -20,30 +20,6 @@ from lmfoundry.data.curation import CurateConfig, CurationError, curate
 from lmfoundry.data.executors import ClusterRequestError, TaskFailedError
 from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
-START = "start them with: source .ci/services.sh && services_start"
-
-
-def _slurm_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True)
-    return result.returncode == 0 and "up" in result.stdout
-
-
-def _ray_up() -> bool:
-    if not os.environ.get("RAY_ADDRESS"):
-        return False
-    import ray
-
-    try:
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    except Exception:
-        return False
-    return True
-
-
-slurm = pytest.mark.skipif(not _slurm_up(), reason=f"no Slurm cluster reachable (sinfo); {START}")
-ray_cluster = pytest.mark.skipif(not _ray_up(), reason=f"no Ray cluster at RAY_ADDRESS; {START}")
 SLURM = {"partition": "debug", "time": "00:10:00", "mem_per_cpu_gb": 1}
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from distributed_helpers import ray_cluster
 from transformers import AutoModelForCausalLM, pipeline
 
 from lmfoundry.cli import main
@@ -159,20 +160,7 @@ def test_tokenize_stage_on_a_cluster_executor_stops_then_resumes(finished_run, t
         assert merged[split]["documents"] == local[split]["documents"]
 
 
-def _ray_up() -> bool:
-    if not os.environ.get("RAY_ADDRESS"):
-        return False
-    import ray
-
-    try:
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ray_up(), reason="no Ray cluster at RAY_ADDRESS; start one with: "
-                                          "source .ci/services.sh && services_start")
+@ray_cluster
 def test_run_with_data_and_tokenize_on_ray_equals_the_local_run(finished_run, tmp_path):
     """``lmfoundry run`` with ``data.executor: ray`` and ``tokenize.executor: ray`` (the cluster
     .ci/services.sh starts on 127.0.0.1): the same kept documents and the same shards as local."""
