@@ -49,13 +49,19 @@ def problems(shared):
 
 def test_real_problems_from_a_venv_under_tmp(problems, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
+    )
     kinds = []
     programs = []
     for i, p in enumerate(problems):
         solution = p["canonical_solution"]
         early = EARLY_EXITS[i % len(EARLY_EXITS)].format(solution=solution.rstrip("\n"))
-        for kind, completion in (("canonical", solution), ("return None", "    return None\n"), ("early exit", early)):
+        for kind, completion in (
+            ("canonical", solution),
+            ("return None", "    return None\n"),
+            ("early exit", early),
+        ):
             kinds.append((p["task_id"], kind, i % len(EARLY_EXITS) if kind == "early exit" else None))
             programs.append(build_program(p, completion))
     (tmp_path / "programs.json").write_text(json.dumps(programs))

@@ -49,14 +49,17 @@ def evaluate_model(
     num_samples: int = 1,
     temperature: float | None = None,
     max_new_tokens: int | None = None,
-    sandbox_timeout: float = 10.0,
+    sandbox_timeout: float = 3.0,
     device: str | None = None,
     trust_remote_code: bool = False,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a model (folder, Hub id, in-memory model or :class:`LanguageModel`) on ``tasks``.
 
     Returns the ``results.json`` mapping; with ``output`` it is also written there (with a
-    ``results.md`` beside it) after every task.
+    ``results.md`` beside it) after every task. ``results["settings"][task]`` holds every setting
+    that changes that task's number (shots, seed, template, budget, stops, the lm-eval task it
+    mirrors), ``results["config"]`` the model-wide ones (dtype, device, batch size, versions).
     """
     names = parse_tasks(tasks)
     if limit is not None and limit < 1:
@@ -88,6 +91,7 @@ def evaluate_model(
             batch_size=batch_size,
             device=device,
             trust_remote_code=trust_remote_code,
+            dtype=dtype,
         )
     )
     results: dict[str, Any] = {
@@ -95,6 +99,7 @@ def evaluate_model(
         "lmfoundry_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": {},
+        "settings": {},
         "details": {},
         "config": {
             "tasks": names,
@@ -102,6 +107,10 @@ def evaluate_model(
             "num_fewshot": num_fewshot,
             "seed": seed,
             "batch_size": lm.batch_size,
+            "dtype": lm.dtype,
+            "device": str(lm.device),
+            "max_length": lm.max_length,
+            "versions": _versions(),
         },
     }
     for task in built:
@@ -109,8 +118,17 @@ def evaluate_model(
         logger.info("eval: %s", task.name)
         outcome = task.run(lm)
         results["results"][task.name] = outcome.metrics
+        results["settings"][task.name] = {**outcome.settings, "limit": limit}
         results["details"][task.name] = {**outcome.details, "seconds": round(time.perf_counter() - start, 2)}
         logger.info("eval: %s %s", task.name, ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()))
         if output is not None:
             save_results(results, output)
     return results
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what computes the numbers (torch and transformers change kernels and defaults)."""
+    import torch
+    import transformers
+
+    return {"lmfoundry": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
