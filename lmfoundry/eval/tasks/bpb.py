@@ -133,12 +133,14 @@ def evaluate_bpb(
     context_length: int | None = None,
     limit: int | None = None,
     split: str = "val",
+    per_document: bool = False,
 ) -> TaskResult:
     """Bits per byte, byte/word perplexity, loss per token and perplexity of ``lm`` on ``source``.
 
     ``context_length`` defaults to the model's window (lm-eval's ``max_length``; a shorter one
-    changes the number). ``limit`` caps the documents. Usable from a training loop with
-    ``LanguageModel(model, tokenizer)``.
+    changes the number). ``limit`` caps the documents. With ``per_document``, ``details`` holds
+    each document's log-likelihood (lm-eval's per-request ``loglikelihood_rolling`` value). Usable
+    from a training loop with ``LanguageModel(model, tokenizer)``.
     """
     max_seq_len = min(context_length or lm.max_length, lm.max_length)
     if max_seq_len < 1:
@@ -154,25 +156,28 @@ def evaluate_bpb(
             for t in read_texts(str(source))[:limit]
         )
         split_bytes, bytes_from = None, "raw text"
-    nats, tokens, n_bytes, words, n_docs = 0.0, 0, 0, 0, 0
+    tokens, n_bytes, words = 0, 0, 0
+    doc_loglikelihoods: list[float] = []
 
-    def windows() -> Iterator[tuple[list[int], int]]:
-        nonlocal n_bytes, words, n_docs
+    def windows() -> Iterator[tuple[int, list[int], int]]:
+        nonlocal n_bytes, words
         for doc in documents:
-            n_docs += 1
+            doc_loglikelihoods.append(0.0)
             n_bytes += doc.bytes or 0
             words += doc.words
             for context, continuation in rolling_windows(doc.tokens, lm.prefix_token_id, max_seq_len):
                 sequence = (context + continuation)[-(max_seq_len + 1) :]
-                yield sequence, len(sequence) - len(continuation)
+                yield len(doc_loglikelihoods) - 1, sequence, len(sequence) - len(continuation)
 
     stream = windows()
     with tqdm(desc="bpb", unit="window", leave=False) as progress:
         while part := list(islice(stream, lm.batch_size * 8)):
-            for scores in lm.token_logprobs([s for s, _ in part], [first for _, first in part]):
-                nats -= float(scores.double().sum())
+            scored = lm.token_logprobs([s for _, s, _ in part], [first for _, _, first in part])
+            for (doc, _, _), scores in zip(part, scored):
+                doc_loglikelihoods[doc] += float(scores.double().sum())
                 tokens += scores.numel()
             progress.update(len(part))
+    nats = -sum(doc_loglikelihoods)
     if not tokens:
         raise ValueError(f"bpb: {source} holds no text to score")
     if split_bytes is not None:
@@ -180,7 +185,15 @@ def evaluate_bpb(
     metrics = load_metric("bits_per_byte").compute(
         loss_nats=[nats], num_tokens=[tokens], num_bytes=[max(n_bytes, 1)], num_words=[max(words, 1)]
     )
-    details = {"source": str(source), "documents": n_docs, "tokens": tokens, "bytes": n_bytes, "words": words}
+    details = {
+        "source": str(source),
+        "documents": len(doc_loglikelihoods),
+        "tokens": tokens,
+        "bytes": n_bytes,
+        "words": words,
+    }
+    if per_document:
+        details["document_loglikelihoods"] = doc_loglikelihoods
     settings = {
         "mirrors": "lm-eval loglikelihood_rolling (context_len=1) with wikitext/pile metrics",
         "max_seq_len": max_seq_len,

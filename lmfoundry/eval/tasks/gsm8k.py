@@ -209,7 +209,7 @@ class GSM8KTask:
         max_new_tokens = lm.new_tokens(self.max_new_tokens, DEFAULT_NEW_TOKENS)
         stop = lm.stop_sequences(self.variant.stop)
         completions = lm.generate(self.prompts(), max_new_tokens, stop=stop, desc=self.name)
-        return self.score(completions, settings=self.settings(lm, max_new_tokens, stop))
+        return self.score(completions, settings=self.settings(max_new_tokens, stop))
 
     def score(self, completions: list[str], settings: dict[str, Any] | None = None) -> TaskResult:
         """Both of lm-eval's filtered scores for completions of this task's questions, in order."""
@@ -242,7 +242,7 @@ class GSM8KTask:
             settings=settings or {},
         )
 
-    def settings(self, lm: LanguageModel, max_new_tokens: int, stop: list[str]) -> dict[str, Any]:
+    def settings(self, max_new_tokens: int, stop: list[str]) -> dict[str, Any]:
         return {
             "mirrors": f"lm-eval {self.name} (version 3.0)",
             "data": self.source,
