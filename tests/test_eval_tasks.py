@@ -250,6 +250,10 @@ def test_bpb_on_token_shards_equals_bpb_on_the_same_documents_as_text(lm, model_
     )
     for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity", "loss"):
         assert from_shards.metrics[metric] == pytest.approx(from_text.metrics[metric], rel=1e-6), metric
+    # with a limit the manifest's split total does not apply: the scored documents' own bytes
+    limited = evaluate_bpb(lm, tmp_path / "shards", context_length=16, limit=2)
+    assert limited.details["documents"] == 2
+    assert limited.details["bytes"] == sum(len(t.encode()) for t in val_texts[:2])
 
 
 def test_humaneval_executes_completions_in_the_sandbox(lm, data_dir):

@@ -92,12 +92,10 @@ def read_texts(source: str) -> list[str]:
     return list(iter_documents(resolve_inputs(path)))
 
 
-def shard_documents(
-    lm: LanguageModel, shards_dir: Path, split: str, limit: int | None
-) -> tuple[Iterator[Document], int | None]:
-    """The split's documents without their end-of-document token, and the split's raw-text bytes
-    from the manifest (None with ``limit``: then each document's bytes come from its decoded tokens)."""
-    from lmfoundry.data.shards import TOKEN_DTYPES, check_shard_files, read_manifest
+def shard_tokens(shards_dir: Path, split: str) -> tuple[list[np.ndarray], float]:
+    """Each shard's tokens (memory-mapped, sizes checked against the manifest) and the split's UTF-8
+    bytes per token."""
+    from lmfoundry.data.shards import TOKEN_DTYPES, check_shard_files, read_manifest, split_summary
 
     manifest = read_manifest(shards_dir)
     records = [r for r in manifest["shards"] if r["split"] == split]
@@ -105,12 +103,25 @@ def shard_documents(
         raise ValueError(f"{shards_dir / 'manifest.json'}: the {split!r} split has no tokens")
     dtype = np.dtype(TOKEN_DTYPES[manifest["dtype"]]).newbyteorder("<")
     check_shard_files(shards_dir, records, dtype.itemsize, verify=False)
+    arrays = [np.memmap(shards_dir / r["path"], dtype=dtype, mode="r") for r in records]
+    return arrays, split_summary(records)["bytes_per_token"]
+
+
+def shard_documents(
+    lm: LanguageModel, shards_dir: Path, split: str, limit: int | None
+) -> tuple[Iterator[Document], int | None]:
+    """The split's documents without their end-of-document token, and the split's raw-text bytes
+    from the manifest (None with ``limit``: then each document's bytes come from its decoded tokens)."""
+    from lmfoundry.data.shards import read_manifest
+
+    manifest = read_manifest(shards_dir)
+    records = [r for r in manifest["shards"] if r["split"] == split]
+    arrays, _ = shard_tokens(shards_dir, split)
     eos = manifest.get("eos_token_id", lm.tokenizer.eos_token_id)
 
     def documents() -> Iterator[Document]:
-        for record in records:
+        for record, tokens in zip(records, arrays):
             path = shards_dir / record["path"]
-            tokens = np.memmap(path, dtype=dtype, mode="r")
             ends = np.fromfile(path.with_name(path.name + ".index"), dtype="<u8")
             start = 0
             for end in ends.tolist():
@@ -121,9 +132,7 @@ def shard_documents(
                 text = lm.tokenizer.decode(doc)
                 yield Document(doc, None if limit is None else len(text.encode("utf-8")), count_words(text))
 
-    total = None if limit is None else 0
-    if limit is None:
-        total = sum(r["bytes"] for r in records)
+    total = sum(r["bytes"] for r in records) if limit is None else None
     return islice(documents(), limit), total
 
 
