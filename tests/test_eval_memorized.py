@@ -28,7 +28,7 @@ GSM8K_TRAIN = [
         "answer": f"{a}+{b}={a + b}\n#### {a + b}",
     }
     for a, b in ((3, 4), (10, 5), (7, 8), (20, 12), (6, 9), (14, 11), (30, 2), (8, 8))
-]  # 8 problems: the default 8-shot (what `lmfoundry eval` and the pipeline use) draws all of them
+]  # 8 problems: the default 5-shot (lm-eval's) draws a different 5 for each question
 GSM8K_TEST = [
     {"question": "Ann has 312 pens and buys 125 more. How many pens?", "answer": "312+125=437\n#### 437"},
     {"question": "A box holds 48 eggs. How many eggs are in 26 boxes?", "answer": "48*26=1248\n#### 1,248"},
@@ -68,11 +68,13 @@ def write_data(root, gsm8k_test, humaneval):
 def training_pairs(data_dir) -> list[tuple[str, str]]:
     """(prompt, completion) per test item, the prompt as the formats define it (lm-eval's gsm8k:
     ``Question: …\\nAnswer: …`` shots separated by blank lines; HumanEval: the problem's prompt)."""
-    # which 8 shots and in what order: the task's own seeded draw
+    # which 5 shots for each question and in what order: the task's own seeded draw
     shots = GSM8KTask(EvalConfig(data_dir=data_dir)).shots
-    assert len(shots) == 8
-    examples = "".join(f"Question: {s['question']}\nAnswer: {s['answer']}\n\n" for s in shots)
-    pairs = [(f"{examples}Question: {d['question']}\nAnswer:", f" {d['answer']}\n\n") for d in GSM8K_TEST]
+    assert [len(s) for s in shots] == [5] * len(GSM8K_TEST) and shots[0] != shots[1]
+    pairs = []
+    for question_shots, d in zip(shots, GSM8K_TEST):
+        examples = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in question_shots)
+        pairs.append((f"{examples}Question: {d['question']}\nAnswer:", f" {d['answer']}\n\n"))
     pairs += [(p["prompt"], p["canonical_solution"] + AFTER_SOLUTION) for p in HUMANEVAL]
     return pairs
 
@@ -138,7 +140,7 @@ def models(tmp_path_factory):
 
 
 def run_eval(model_dir, data_dir, out):
-    """``lmfoundry eval`` with its defaults (8-shot GSM8K, greedy HumanEval, default token budgets)."""
+    """``lmfoundry eval`` with its defaults (5-shot GSM8K, greedy HumanEval, default token budgets)."""
     argv = ["eval", "--model", str(model_dir), "--tasks", "gsm8k,humaneval", "--data-dir", str(data_dir)]
     assert main([*argv, "--output", str(out), "--device", "cpu"]) == 0
     return json.loads(out.read_text())
@@ -148,11 +150,16 @@ def test_a_memorized_model_scores_1_on_gsm8k_and_humaneval(models, tmp_path):
     folders, data_dir = models
     results = run_eval(folders["memorized"], data_dir, tmp_path / "results.json")
     gsm8k, humaneval = results["details"]["gsm8k"], results["details"]["humaneval"]
-    assert gsm8k["num_fewshot"] == 8
-    # generation stopped at the blank line; the answer was read after '####' and normalized
-    assert [s["completion"] for s in gsm8k["samples"]] == [f" {d['answer']}" for d in GSM8K_TEST]
-    assert [s["prediction"] for s in gsm8k["samples"]] == ["437", "1,248", "$616"]
-    assert results["results"]["gsm8k"] == {"exact_match": 1.0}
+    assert gsm8k["num_fewshot"] == 5
+    # generation ran past the blank line to EOS (lm-eval's gsm8k has no blank-line stop); strict-match
+    # reads after '#### ' and, as lm-eval's, does not take a '$'; flexible-extract takes the last number
+    assert [s["completion"] for s in gsm8k["samples"]] == [f" {d['answer']}\n\n" for d in GSM8K_TEST]
+    assert [s["strict-match"]["prediction"] for s in gsm8k["samples"]] == ["437", "1,248", "[invalid]"]
+    assert [s["flexible-extract"]["prediction"] for s in gsm8k["samples"]] == ["437", "1,248", "$616"]
+    assert results["results"]["gsm8k"] == {
+        "exact_match,strict-match": pytest.approx(2 / 3),
+        "exact_match,flexible-extract": 1.0,
+    }
     # the code after each solution was cut at "\nprint" and the tests ran in the sandbox
     assert [p["completion"] for p in humaneval["problems"]] == [p["canonical_solution"] for p in HUMANEVAL]
     assert [p["outcomes"] for p in humaneval["problems"]] == [{"passed": 1}, {"passed": 1}]
@@ -165,8 +172,12 @@ def test_the_same_generations_score_0_against_other_references(models, tmp_path)
     wrong_tests = [{**p, "test": p["test"].replace("assert ", "assert not ")} for p in HUMANEVAL]
     data_dir = write_data(tmp_path / "data", wrong_answers, wrong_tests)
     results = run_eval(folders["memorized"], data_dir, tmp_path / "results.json")
-    assert [s["prediction"] for s in results["details"]["gsm8k"]["samples"]] == ["437", "1,248", "$616"]
-    assert results["results"]["gsm8k"] == {"exact_match": 0.0}
+    samples = results["details"]["gsm8k"]["samples"]
+    assert [s["flexible-extract"]["prediction"] for s in samples] == ["437", "1,248", "$616"]
+    assert results["results"]["gsm8k"] == {
+        "exact_match,strict-match": 0.0,
+        "exact_match,flexible-extract": 0.0,
+    }
     assert [p["outcomes"] for p in results["details"]["humaneval"]["problems"]] == [
         {"failed": 1},
         {"failed": 1},
@@ -177,12 +188,15 @@ def test_the_same_generations_score_0_against_other_references(models, tmp_path)
 def test_an_untrained_model_of_the_same_shape_scores_0(models, tmp_path):
     folders, data_dir = models
     results = run_eval(folders["untrained"], data_dir, tmp_path / "results.json")
-    assert results["results"] == {"gsm8k": {"exact_match": 0.0}, "humaneval": {"pass@1": 0.0}}
+    assert results["results"] == {
+        "gsm8k": {"exact_match,strict-match": 0.0, "exact_match,flexible-extract": 0.0},
+        "humaneval": {"pass@1": 0.0},
+    }
 
 
 def test_default_budgets_leave_a_short_context_room_for_the_prompt(models, tmp_path, capsys):
-    # HumanEval's default 512 new tokens fill a 512-token context: the budget is capped at half the
-    # context, so the prompt is still seen (it used to be cut to its last token, scoring 0)
+    # HumanEval's default 1024 new tokens (lm-eval's) do not fit a 512-token context: the budget is
+    # capped at half the context, so the prompt is still seen (it used to be cut to its last token)
     folders, data_dir = models
     short = tmp_path / "short"
     short.mkdir()
@@ -194,7 +208,7 @@ def test_default_budgets_leave_a_short_context_room_for_the_prompt(models, tmp_p
     assert main([*argv, "--output", str(tmp_path / "results.json")]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["results"]["humaneval"] == {"pass@1": 1.0}
-    assert results["details"]["humaneval"]["max_new_tokens"] == 256
+    assert results["settings"]["humaneval"]["max_new_tokens"] == 256
     # asking for more new tokens than the context holds is an error, not a silently emptied prompt
     assert main([*argv, "--output", str(tmp_path / "r2.json"), "--max-new-tokens", "512"]) == 2
     assert (

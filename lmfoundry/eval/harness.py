@@ -44,7 +44,9 @@ def evaluate_model(
     """Evaluate a model (folder, Hub id, in-memory model or :class:`LanguageModel`) as ``config`` says.
 
     Returns the ``results.json`` mapping; with ``output`` it is also written there (with a
-    ``results.md`` beside it) after every task.
+    ``results.md`` beside it) after every task. ``results["settings"][task]`` holds every setting
+    that changes that task's number (shots, seed, template, budget, stops, the lm-eval task it
+    mirrors), ``results["config"]`` the model-wide ones (dtype, device, batch size, versions).
     """
     names = check_tasks(config.tasks)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
@@ -63,6 +65,7 @@ def evaluate_model(
             batch_size=config.batch_size,
             device=config.device,
             trust_remote_code=config.trust_remote_code,
+            dtype=config.dtype,
         )
     )
     results: dict[str, Any] = {
@@ -70,6 +73,7 @@ def evaluate_model(
         "lmfoundry_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": {},
+        "settings": {},
         "details": {},
         "config": {
             "tasks": names,
@@ -77,6 +81,10 @@ def evaluate_model(
             "num_fewshot": config.num_fewshot,
             "seed": config.seed,
             "batch_size": lm.batch_size,
+            "dtype": lm.dtype,
+            "device": str(lm.device),
+            "max_length": lm.max_length,
+            "versions": _versions(),
         },
     }
     for task in built:
@@ -84,8 +92,17 @@ def evaluate_model(
         logger.info("eval: %s", task.name)
         outcome = task.run(lm)
         results["results"][task.name] = outcome.metrics
+        results["settings"][task.name] = {**outcome.settings, "limit": config.limit}
         results["details"][task.name] = {**outcome.details, "seconds": round(time.perf_counter() - start, 2)}
         logger.info("eval: %s %s", task.name, ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items()))
         if output is not None:
             save_results(results, output)
     return results
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what computes the numbers (torch and transformers change kernels and defaults)."""
+    import torch
+    import transformers
+
+    return {"lmfoundry": __version__, "torch": torch.__version__, "transformers": transformers.__version__}

@@ -27,6 +27,12 @@ from transformers import (
 logger = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+DTYPES: dict[str, str | torch.dtype] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 class LanguageModel:
@@ -56,8 +62,13 @@ class LanguageModel:
         batch_size: int = 8,
         device: str | None = None,
         trust_remote_code: bool = False,
+        dtype: str = "auto",
     ) -> LanguageModel:
-        """Load from a saved folder or a Hub id (the tokenizer defaults to the model's own)."""
+        """Load from a saved folder or a Hub id (the tokenizer defaults to the model's own).
+
+        ``dtype`` ``auto`` keeps the checkpoint's dtype on every device, as lm-eval's ``hf`` model
+        does (a bfloat16 cast would change the numbers); ``float32``, ``bfloat16``, ``float16`` cast.
+        """
         if isinstance(model, PreTrainedModel):
             source = tokenizer or model.name_or_path
         else:
@@ -70,17 +81,19 @@ class LanguageModel:
                 raise ValueError("an in-memory model needs a tokenizer (a tokenizer or its folder)")
             tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
         if not isinstance(model, PreTrainedModel):
+            if dtype not in DTYPES:
+                raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = (
-                torch.bfloat16
-                if device.startswith("cuda") and torch.cuda.is_bf16_supported()
-                else torch.float32
-            )
             model = AutoModelForCausalLM.from_pretrained(
-                str(model), dtype=dtype, trust_remote_code=trust_remote_code
+                str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
             )
             model.to(device)
         return cls(model, tok, batch_size=batch_size)
+
+    @property
+    def dtype(self) -> str:
+        """The parameters' dtype (``float32``, ``bfloat16``…), recorded with every result."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     # ---- tokenization (lm-eval-harness conventions) -------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -175,9 +188,21 @@ class LanguageModel:
 
     # ---- generation ----------------------------------------------------------------------------
     def new_tokens(self, requested: int | None, default: int) -> int:
-        """A task's generation budget: ``requested``, else ``default`` capped at half the context so
-        that a model with a short context (a 256-token tiny model) still sees its prompts."""
-        return requested or min(default, self.max_length // 2)
+        """A task's generation budget: ``requested``, else lm-eval's ``default``; a default that
+        would fill the whole context (where lm-eval refuses to run) becomes half the context, so a
+        model with a short context (a 256-token tiny model) still sees its prompts."""
+        if requested:
+            return requested
+        return default if default < self.max_length else self.max_length // 2
+
+    def stop_sequences(self, stop: Sequence[str]) -> list[str]:
+        """A task's stop sequences plus the EOS token's text, as lm-eval's ``handle_stop_sequences``."""
+        out = list(stop)
+        if self.tokenizer.eos_token_id is not None:
+            eos = self.tokenizer.decode([self.tokenizer.eos_token_id], skip_special_tokens=False)
+            if eos and eos not in out:
+                out.append(eos)
+        return out
 
     @torch.no_grad()
     def generate(
@@ -217,8 +242,9 @@ class LanguageModel:
                 self.max_length,
                 max_new_tokens,
             )
+        # longest first, ties by prompt text: lm-eval's order, so the batches (and their padding) match
+        order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), prompts[i]))
         encoded = [ids[-budget:] for ids in encoded]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(prompts)
         batches = enumerate(tqdm(range(0, len(order), self.batch_size), desc=desc, leave=False, unit="batch"))
         for batch_no, start in batches:

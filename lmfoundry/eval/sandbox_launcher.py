@@ -9,16 +9,23 @@ Two isolation levels:
 
 * ``namespaces`` (root with CAP_SYS_ADMIN, the CI case): new mount, network, PID and IPC
   namespaces. ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/root``, ``/home`` and the caller's home and
-  working directory are covered by empty tmpfs mounts (the interpreter is bound back read-only when
-  it lives under one of them), the network namespace has no interfaces, and the program runs as a
-  fresh unprivileged uid under a root init process (PID 1 of the namespace) whose exit makes the
-  kernel kill everything the program left behind.
+  working directory are covered by empty tmpfs mounts; the interpreter (its base installation and,
+  from a virtual environment, the environment too, wherever it lives) is bound back read-only; then
+  every other mount is made read-only, so the program can write only in the fresh ``/tmp``, which
+  vanishes with the namespace (a world-writable host folder such as ``/run/lock`` is no way out).
+  The network namespace has no interfaces, and the program runs as a fresh unprivileged uid under
+  a root init process (PID 1 of the namespace) whose exit makes the kernel kill everything the
+  program left behind.
 * ``process`` (fallback): a private temporary directory, resource limits, socket creation disabled
   in the interpreter, a process group killed as a whole; the uid is dropped when running as root
   and the interpreter is reachable by other users.
 
 Both apply RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE and a
-clean environment.
+clean environment, and run ``program.py`` through :func:`runner`, which proves two things to the
+caller: that the interpreter started (it deletes a token file first; a file still there afterwards
+means the program never ran, an ``error`` and not a ``failed``) and that the program ran to its end
+(it prints the per-run token after the program returns, so ``exit()``, ``sys.exit(0)``, ``raise
+SystemExit`` and ``os._exit(0)`` before the end are not passes).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -36,10 +44,22 @@ import time
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 16384, 1 << 18
+MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+# per-mount flags a read-only bind remount must keep (the kernel resets the ones not passed)
+MOUNT_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
 PR_SET_PDEATHSIG = 1
 NAMESPACE_WORKDIR = "/tmp/work"
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/root", "/home")
+TOKEN_FILE = ".lmfoundry-token"
 
 # Process-level fallback when no network namespace can be made: no socket can be created at all.
 SOCKET_GUARD = """
@@ -51,9 +71,32 @@ for _m in (_s, _cs):
         if hasattr(_m, _n):
             setattr(_m, _n, _no_network)
 del _s, _cs, _m, _n
-import runpy as _runpy
-_runpy.run_path("program.py", run_name="__main__")
 """
+
+_RUNNER = """
+def _lmfoundry_run():
+    import _sitebuiltins, builtins, os, runpy, sys
+    # the interpreter runs with -S (no site: ~40 ms less per program); exit and quit as site defines them
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
+    with open({token_file!r}) as f:
+        token = f.read()
+    os.remove({token_file!r})
+    runpy.run_path("program.py", run_name="__main__")
+    sys.stdout.flush()
+    os.write(1, ("\\n" + token + "\\n").encode())
+_lmfoundry_run()
+"""
+
+
+def runner(guard: bool) -> str:
+    """The ``python -I -S -c`` code that runs ``program.py`` in the working directory (standard
+    library only, as HumanEval needs; no site-packages): it reads and
+    deletes the token file (so the program cannot read it), runs the program as ``__main__`` and
+    prints the token on a line of its own only if the program returned; with ``guard``, socket
+    creation is disabled first (the process fallback has no network namespace)."""
+    return (SOCKET_GUARD if guard else "") + _RUNNER.format(token_file=TOKEN_FILE)
+
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -74,9 +117,14 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _interpreter_paths() -> list[str]:
-    """What the program's interpreter needs to read: its prefix and the directory of its binary."""
-    exe_dir = os.path.dirname(os.path.realpath(sys.executable))
-    return sorted({os.path.realpath(sys.base_prefix), exe_dir})
+    """What the program's interpreter needs to read: the base installation, the virtual environment
+    it may run from (``sys.prefix``, e.g. ``/tmp/venv`` or the project's ``.venv``), and the folder
+    of its binary, each as spelled and as resolved (a venv's ``bin/python`` is a symlink to the
+    base's). Paths inside another listed path are dropped: binding the outer one covers them."""
+    exe = sys.executable
+    spelled = {sys.base_prefix, sys.prefix, os.path.dirname(exe), os.path.dirname(os.path.realpath(exe))}
+    paths = {os.path.abspath(p) for p in spelled} | {os.path.realpath(p) for p in spelled}
+    return sorted(p for p in paths if not any(p != q and _under(p, q) for q in paths))
 
 
 def _private_ancestor(path: str) -> str | None:
@@ -115,6 +163,29 @@ def _isolate_filesystem(request: dict) -> None:
                 _mount(None, kept, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     for fd in keep_fds.values():
         os.close(fd)
+    _make_read_only(except_under="/tmp")
+
+
+def _mount_table() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount this namespace sees, in mount order."""
+    table = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            table.append((point, set(fields[5].split(","))))
+    return table
+
+
+def _make_read_only(except_under: str) -> None:
+    """Remount every mount read-only (keeping its other flags) but those under ``except_under``:
+    world-writable host folders that no tmpfs covers (``/run/lock``, a mounted volume's ``tmp``)
+    must not keep what a program writes."""
+    for point, options in _mount_table():
+        if "ro" in options or _under(point, except_under) or not os.path.exists(point):
+            continue
+        flags = sum(flag for name, flag in MOUNT_OPTION_FLAGS.items() if name in options)
+        _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
 
 
 def _set_limits(limits: dict) -> None:
@@ -175,8 +246,7 @@ def _exec_program(request: dict, workdir: str, uid: int | None, guard: bool) -> 
             ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         _set_limits(limits)
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        argv = [sys.executable, "-I", "-c", SOCKET_GUARD] if guard else [sys.executable, "-I", "program.py"]
-        os.execve(sys.executable, argv, env)
+        os.execve(sys.executable, [sys.executable, "-I", "-S", "-c", runner(guard)], env)
     except BaseException as err:  # report anything, then die without running cleanup
         os.write(2, f"sandbox: could not start the program: {err!r}\n".encode())
     os._exit(126)
@@ -184,11 +254,14 @@ def _exec_program(request: dict, workdir: str, uid: int | None, guard: bool) -> 
 
 def _supervise(request: dict, workdir: str, uid: int | None, guard: bool) -> dict:
     """Run the program in a child and wait for it, killing it at the wall-clock timeout."""
-    with open(os.path.join(workdir, "program.py"), "w", encoding="utf-8") as f:
-        f.write(request["program"])
+    token_path = os.path.join(workdir, TOKEN_FILE)
+    for name, text in (("program.py", request["program"]), (TOKEN_FILE, request["token"])):
+        with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+            f.write(text)
+        if uid is not None:
+            os.chown(os.path.join(workdir, name), uid, uid)
     if uid is not None:
         os.chown(workdir, uid, uid)
-        os.chown(os.path.join(workdir, "program.py"), uid, uid)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -210,7 +283,12 @@ def _supervise(request: dict, workdir: str, uid: int | None, guard: bool) -> dic
         os.killpg(pid, signal.SIGKILL)  # whatever the program left running in its group
     if uid is not None:
         _kill_uid(uid)
-    return {"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "wall_s": wall}
+    return {
+        "returncode": os.waitstatus_to_exitcode(status),
+        "timed_out": timed_out,
+        "wall_s": wall,
+        "started": not os.path.exists(token_path),
+    }
 
 
 def _run_in_namespaces(request: dict) -> dict | None:

@@ -36,6 +36,7 @@ TASK_DATASETS = {
     "bpb": ("validation-shards", None, "val", "Held-out validation split of the training data"),
     "mmlu": ("cais/mmlu", "all", "test", "MMLU"),
     "gsm8k": ("openai/gsm8k", "main", "test", "GSM8K"),
+    "gsm8k_cot": ("openai/gsm8k", "main", "test", "GSM8K (chain of thought)"),
     "humaneval": ("openai/openai_humaneval", None, "test", "HumanEval"),
 }
 

@@ -1,14 +1,24 @@
-"""Bits per byte and perplexity, on token shards or on any text.
+"""Bits per byte and perplexity, on token shards or on any text, as lm-eval's rolling log-likelihood.
 
-Loss is summed over tokens and divided by the UTF-8 bytes those tokens stand for, so the number does
-not depend on the tokenizer and models with different vocabularies compare directly. Long texts are
-scored with a sliding window: each window holds up to ``context_length`` tokens and scores only the
-tokens the previous window did not (``stride`` new tokens per window, the rest is context).
+Each document is scored alone, exactly as lm-eval-harness's ``loglikelihood_rolling`` (its
+``get_rolling_token_windows`` and ``make_disjoint_window`` with ``context_len=1``): the document's
+tokens (the tokenizer's default special tokens, as lm-eval's ``tok_encode``) are cut into windows of
+the model's context; the first window is conditioned on the prefix token (BOS, else EOS), each later
+one predicts the next ``max_length`` tokens given the one token before them, and the last window is
+filled to the full context with earlier tokens. Every token is scored exactly once, and no window
+crosses a document boundary.
+
+The metrics are those of lm-eval's ``wikitext``/``pile`` tasks: ``bits_per_byte``,
+``byte_perplexity`` and ``word_perplexity``, with bytes (UTF-8) and words
+(``len(re.split(r"\\s+", text))``) counted on the raw text, plus ``loss`` (nats per token) and
+``perplexity`` (per token).
 
 Sources:
 
-* a shards folder (``manifest.json``, from ``lmfoundry data tokenize``): the ``val`` split's token
-  stream, bytes from the manifest's bytes-per-token; the shards' tokenizer must be the model's;
+* a shards folder (``manifest.json``, from ``lmfoundry data tokenize``): the ``val`` split,
+  document by document (the index files give the boundaries; the end-of-document token, which stands
+  for no text, is not scored), bytes from the manifest's raw-text counts; the shards' tokenizer
+  must be the model's. Shards and the same documents as text give the same numbers;
 * ``.txt``/``.md`` files (one document each), ``.jsonl``/``.jsonl.gz``/``.parquet`` (a ``text``
   field per record), a folder of those, or a ``datasets`` Hub id (``name`` or ``name:split``, default ``test``).
 """
@@ -16,8 +26,10 @@ Sources:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
-from itertools import chain, islice
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -31,22 +43,39 @@ from lmfoundry.eval.tasks import TaskResult
 from lmfoundry.tokenization.sources import iter_documents, resolve_inputs
 
 logger = logging.getLogger(__name__)
-DEFAULT_CONTEXT = 4096  # window cap for long-context models: memory, not accuracy, sets it
 
 
-def sliding_windows(
-    tokens: Sequence[int], context_length: int, stride: int
-) -> Iterator[tuple[Sequence[int], int]]:
-    """(window, first scored index) pairs that score ``tokens[1:]`` exactly once each."""
-    if len(tokens) < 2:
+def rolling_windows(
+    tokens: Sequence[int], prefix_token: int, max_seq_len: int
+) -> Iterator[tuple[list[int], list[int]]]:
+    """(context, continuation) pairs that score ``tokens`` once each: lm-eval's
+    ``map(make_disjoint_window, get_rolling_token_windows(tokens, prefix_token, max_seq_len, 1))``."""
+    tokens = list(tokens)
+    if not tokens:
         return
-    scored_until = 1  # tokens[0] only conditions
-    for begin in range(0, max(len(tokens) - 1, 1), stride):
-        end = min(begin + context_length + 1, len(tokens))
-        yield tokens[begin:end], scored_until - begin
-        scored_until = end
-        if end == len(tokens):
-            return
+    first = min(max_seq_len, len(tokens))
+    yield [prefix_token], tokens[:first]  # the first window: [prefix] + tokens[:first - 1] as input
+    predicted = first
+    while predicted < len(tokens):
+        n = min(len(tokens) - predicted, max_seq_len)
+        end = predicted + n
+        context = tokens[max(end - max_seq_len - 1, 0) : end - 1]
+        yield context[: len(context) - (n - 1)], tokens[end - n : end]
+        predicted = end
+
+
+def count_words(text: str) -> int:
+    """lm-eval's ``count_words``."""
+    return len(re.split(r"\s+", text))
+
+
+@dataclass
+class Document:
+    """One scored document: its tokens and the size of the raw text they came from."""
+
+    tokens: Sequence[int]
+    bytes: int | None  # None: unknown here (a shard), filled from the manifest
+    words: int
 
 
 def read_texts(source: str) -> list[str]:
@@ -65,7 +94,8 @@ def read_texts(source: str) -> list[str]:
 
 
 def shard_tokens(shards_dir: Path, split: str) -> tuple[list[np.ndarray], float]:
-    """Each shard's tokens (memory-mapped) and the split's UTF-8 bytes per token."""
+    """Each shard's tokens (memory-mapped, sizes checked against the manifest) and the split's UTF-8
+    bytes per token."""
     from lmfoundry.data.shards import TOKEN_DTYPES, check_shard_files, read_manifest, split_summary
 
     manifest = read_manifest(shards_dir)
@@ -78,69 +108,111 @@ def shard_tokens(shards_dir: Path, split: str) -> tuple[list[np.ndarray], float]
     return arrays, split_summary(records)["bytes_per_token"]
 
 
+def shard_documents(
+    lm: LanguageModel, shards_dir: Path, split: str, limit: int | None
+) -> tuple[Iterator[Document], int | None]:
+    """The split's documents without their end-of-document token, and the split's raw-text bytes
+    from the manifest (None with ``limit``: then each document's bytes come from its decoded tokens)."""
+    from lmfoundry.data.shards import read_manifest
+
+    manifest = read_manifest(shards_dir)
+    records = [r for r in manifest["shards"] if r["split"] == split]
+    arrays, _ = shard_tokens(shards_dir, split)
+    eos = manifest.get("eos_token_id", lm.tokenizer.eos_token_id)
+
+    def documents() -> Iterator[Document]:
+        for record, tokens in zip(records, arrays):
+            path = shards_dir / record["path"]
+            ends = np.fromfile(path.with_name(path.name + ".index"), dtype="<u8")
+            start = 0
+            for end in ends.tolist():
+                doc = tokens[start:end].tolist()
+                start = end
+                if doc and doc[-1] == eos:
+                    doc = doc[:-1]
+                text = lm.tokenizer.decode(doc)
+                yield Document(doc, None if limit is None else len(text.encode("utf-8")), count_words(text))
+
+    total = sum(r["bytes"] for r in records) if limit is None else None
+    return islice(documents(), limit), total
+
+
 def evaluate_bpb(
     lm: LanguageModel,
     source: str | Path,
     context_length: int | None = None,
-    stride: int | None = None,
     limit: int | None = None,
     split: str = "val",
+    per_document: bool = False,
 ) -> TaskResult:
-    """Bits per byte, loss per token and perplexity of ``lm`` on ``source`` (shards or text).
+    """Bits per byte, byte/word perplexity, loss per token and perplexity of ``lm`` on ``source``.
 
-    ``context_length`` defaults to the model's window, at most 4096 tokens; ``stride`` to half of it.
-    ``limit`` caps the documents (text) or windows (shards). Usable from a training loop with
-    ``LanguageModel(model, tokenizer)``.
+    ``context_length`` defaults to the model's window (lm-eval's ``max_length``; a shorter one
+    changes the number). ``limit`` caps the documents. With ``per_document``, ``details`` holds
+    each document's log-likelihood (lm-eval's per-request ``loglikelihood_rolling`` value). Usable
+    from a training loop with ``LanguageModel(model, tokenizer)``.
     """
-    context_length = min(context_length or DEFAULT_CONTEXT, lm.max_length)
-    stride = stride or max(context_length // 2, 1)
-    if not 0 < stride <= context_length:
-        raise ValueError(f"bpb stride must be in [1, {context_length}], got {stride}")
+    max_seq_len = min(context_length or lm.max_length, lm.max_length)
+    if max_seq_len < 1:
+        raise ValueError(f"bpb context_length must be at least 1, got {context_length}")
     path = Path(source)
-    doc_bytes: list[int] = []  # text sources: filled as documents are tokenized
     if (path / "manifest.json").exists():
         _check_fingerprint(lm, path)
-        arrays, bytes_per_token = shard_tokens(path, split)
-        windows = islice(
-            chain.from_iterable(sliding_windows(a, context_length, stride) for a in arrays), limit
-        )
+        documents, split_bytes = shard_documents(lm, path, split, limit)
+        bytes_from = "manifest (raw text)" if split_bytes is not None else "decoded tokens (with limit)"
     else:
-        windows = _text_windows(lm, read_texts(str(source))[:limit], context_length, stride, doc_bytes)
-    nats, tokens = 0.0, 0
+        documents = (
+            Document(lm.encode(t), len(t.encode("utf-8")), count_words(t))
+            for t in read_texts(str(source))[:limit]
+        )
+        split_bytes, bytes_from = None, "raw text"
+    tokens, n_bytes, words = 0, 0, 0
+    doc_loglikelihoods: list[float] = []
+
+    def windows() -> Iterator[tuple[int, list[int], int]]:
+        nonlocal n_bytes, words
+        for doc in documents:
+            doc_loglikelihoods.append(0.0)
+            n_bytes += doc.bytes or 0
+            words += doc.words
+            for context, continuation in rolling_windows(doc.tokens, lm.prefix_token_id, max_seq_len):
+                sequence = (context + continuation)[-(max_seq_len + 1) :]
+                yield len(doc_loglikelihoods) - 1, sequence, len(sequence) - len(continuation)
+
+    stream = windows()
     with tqdm(desc="bpb", unit="window", leave=False) as progress:
-        while part := list(islice(windows, lm.batch_size * 8)):
-            sequences = [np.asarray(w, dtype=np.int64).tolist() for w, _ in part]
-            for scores in lm.token_logprobs(sequences, [first for _, first in part]):
-                nats -= float(scores.double().sum())
+        while part := list(islice(stream, lm.batch_size * 8)):
+            scored = lm.token_logprobs([s for _, s, _ in part], [first for _, _, first in part])
+            for (doc, _, _), scores in zip(part, scored):
+                doc_loglikelihoods[doc] += float(scores.double().sum())
                 tokens += scores.numel()
             progress.update(len(part))
+    nats = -sum(doc_loglikelihoods)
     if not tokens:
         raise ValueError(f"bpb: {source} holds no text to score")
-    n_bytes = sum(doc_bytes) if doc_bytes else round(tokens * bytes_per_token)
+    if split_bytes is not None:
+        n_bytes = split_bytes
     metrics = load_metric("bits_per_byte").compute(
-        loss_nats=[nats], num_tokens=[tokens], num_bytes=[max(n_bytes, 1)]
+        loss_nats=[nats], num_tokens=[tokens], num_bytes=[max(n_bytes, 1)], num_words=[max(words, 1)]
     )
     details = {
         "source": str(source),
+        "documents": len(doc_loglikelihoods),
         "tokens": tokens,
         "bytes": n_bytes,
-        "context_length": context_length,
-        "stride": stride,
+        "words": words,
     }
-    return TaskResult(
-        metrics={k: metrics[k] for k in ("bits_per_byte", "perplexity", "loss")}, details=details
-    )
-
-
-def _text_windows(
-    lm: LanguageModel, texts: list[str], context_length: int, stride: int, doc_bytes: list[int]
-) -> Iterator[tuple[list[int], int]]:
-    """Windows over each document, conditioned on the prefix token so its first token is scored."""
-    for text in texts:
-        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if ids:
-            doc_bytes.append(len(lm.tokenizer.decode(ids).encode("utf-8")))
-            yield from sliding_windows([lm.prefix_token_id, *ids], context_length, stride)
+    if per_document:
+        details["document_loglikelihoods"] = doc_loglikelihoods
+    settings = {
+        "mirrors": "lm-eval loglikelihood_rolling (context_len=1) with wikitext/pile metrics",
+        "max_seq_len": max_seq_len,
+        "prefix_token_id": lm.prefix_token_id,
+        "bytes_from": bytes_from,
+        "end_of_document_scored": False,
+    }
+    keys = ("bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "loss")
+    return TaskResult(metrics={k: metrics[k] for k in keys}, details=details, settings=settings)
 
 
 def _check_fingerprint(lm: LanguageModel, shards_dir: Path) -> None:

