@@ -110,18 +110,20 @@ def test_a_single_book_gets_a_val_tail_the_tokenizer_never_trains_on(shared, tmp
     assert read_manifest(tmp_path / "shards")["val_method"] == "tail"
 
 
-def test_a_run_on_one_book_validates_and_evaluates(shared, tmp_path):
-    """The failure this fixes: one whole-file input, no val split, no validation, eval failing the run."""
-    run = tmp_path / "run"
-    small = ["--tokenizer.vocab_size", "384", "--model.hidden_size", "32", "--model.intermediate_size", "64",
+SMALL_RUN = ["--tokenizer.vocab_size", "384", "--model.hidden_size", "32", "--model.intermediate_size", "64",
              "--model.num_hidden_layers", "1", "--model.num_attention_heads", "2", "--model.num_key_value_heads", "1",
              "--model.max_position_embeddings", "64", "--train.seq_len", "32", "--train.micro_batch_size", "4",
              "--train.global_batch_size", "4", "--train.max_steps", "2", "--train.warmup_steps", "1",
              "--train.eval_every", "1", "--train.checkpoint_every", "0", "--train.sample_every", "0",
              "--train.report_to", "none", "--data.workers", "1", "--data.tasks", "1", "--data.progress", "false",
              "--eval.limit", "4", "--run.stages", "[curate, tokenizer, tokenize, train, eval]"]
+
+
+def test_a_run_on_one_book_validates_and_evaluates(shared, tmp_path):
+    """The failure this fixes: one whole-file input, no val split, no validation, eval failing the run."""
+    run = tmp_path / "run"
     book = shared / "corpora/books/the-devils-dictionary.txt"
-    assert main(["run", "tiny", "--output", str(run), "--data.inputs", f"[{book}]", *small]) == 0
+    assert main(["run", "tiny", "--output", str(run), "--data.inputs", f"[{book}]", *SMALL_RUN]) == 0
     summary = json.loads((run / "summary.json").read_text())
     manifest = read_manifest(run / "shards")
     assert manifest["splits"]["train"]["documents"] == manifest["splits"]["val"]["documents"] == 1
@@ -132,3 +134,12 @@ def test_a_run_on_one_book_validates_and_evaluates(shared, tmp_path):
     records = [json.loads(line) for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
     assert any(r["kind"] == "val" for r in records)
     assert np.isfinite(summary["stages"]["eval"]["result"]["bpb"]["bits_per_byte"])
+
+
+def test_a_run_without_val_text_completes_and_says_why_bpb_is_missing(shared, tmp_path):
+    run = tmp_path / "run"
+    book = shared / "corpora/books/the-devils-dictionary.txt"
+    assert main(["run", "tiny", "--output", str(run), "--data.inputs", f"[{book}]", *SMALL_RUN,
+                 "--tokenize.val_fraction", "0"]) == 0
+    result = json.loads((run / "summary.json").read_text())["stages"]["eval"]["result"]
+    assert "val split is empty" in result["bpb"]["skipped"] and result["val"]["tokens"] == 0

@@ -24,7 +24,7 @@ from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.command import section_class
 from lmfoundry.data.curation import curate
 from lmfoundry.data.default_corpus import write_default_corpus
-from lmfoundry.data.shards import tokenize_shards
+from lmfoundry.data.shards import read_manifest, tokenize_shards
 from lmfoundry.eval.harness import evaluate_model
 from lmfoundry.eval.unigram import unigram_bits_per_byte
 from lmfoundry.hub import push_to_hub, write_model_card
@@ -118,11 +118,25 @@ def stage_train(run: Run) -> dict[str, Any]:
 
 
 def stage_eval(run: Run) -> dict[str, Any]:
+    """The recipe's tasks on the trained model; bpb on the run's val shards, next to a unigram baseline.
+
+    A run without validation text (``tokenize.val_fraction: 0``) is not failed for it: bpb is left
+    out, and the summary says why.
+    """
     config = run.section("eval")
     config.bpb_data = str(run.layout.shards)
-    results = evaluate_model(run.layout.train_model, config, run.layout.eval_results)
-    summary = dict(results["results"])
-    summary["unigram_baseline"] = {"bits_per_byte": unigram_bits_per_byte(run.layout.shards)}
+    val = read_manifest(run.layout.shards)["splits"]["val"]
+    skipped: dict[str, Any] = {}
+    if "bpb" in config.tasks and val["tokens"] == 0:
+        config.tasks = [task for task in config.tasks if task != "bpb"]
+        skipped["bpb"] = {"skipped": f"{run.layout.shards}: the val split is empty (tokenize.val_fraction 0)"}
+        logger.warning("eval: %s", skipped["bpb"]["skipped"])
+    summary: dict[str, Any] = dict(skipped)
+    if config.tasks:
+        summary.update(evaluate_model(run.layout.train_model, config, run.layout.eval_results)["results"])
+    if val["tokens"]:
+        summary["unigram_baseline"] = {"bits_per_byte": unigram_bits_per_byte(run.layout.shards)}
+    summary["val"] = {"tokens": val["tokens"], "documents": val["documents"]}
     return summary
 
 
