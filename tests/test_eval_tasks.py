@@ -223,13 +223,12 @@ def test_bpb_on_text_is_the_model_loss_over_utf8_bytes(lm, data_dir, tmp_path):
 def test_bpb_on_token_shards_equals_bpb_on_the_same_documents_as_text(lm, model_dir, tmp_path):
     """No end-of-document token scored, no window across documents, bytes of the raw text: shards
     and text agree, also on documents longer than the window (16 tokens here)."""
-    from lmfoundry.data.tokenize import tokenize_corpus
+    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
     texts = [*TEXTS[:60], " ".join(TEXTS[60:75]), "Héllo wörld, naïve café. " * 12]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    manifest = tokenize_corpus(
-        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.3, show_progress=False
-    )
+    config = TokenizeConfig(val_fraction=0.3, val_method="documents", workers=1)
+    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
     from_shards = evaluate_bpb(lm, tmp_path / "shards", context_length=16)
     # the val documents, recovered from the shards, as a text file
     decoded = {lm.tokenizer.decode(lm.encode(t)): t for t in texts}
@@ -365,12 +364,11 @@ def test_unknown_task_and_malformed_data_name_the_problem(model_dir, tmp_path, c
 
 
 def test_results_already_computed_survive_a_later_failure(lm, model_dir, data_dir, tmp_path):
-    from lmfoundry.data.tokenize import tokenize_corpus
+    from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    manifest = tokenize_corpus(
-        [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", val_fraction=0.2, show_progress=False
-    )
+    config = TokenizeConfig(val_fraction=0.2, val_method="documents", workers=1)
+    manifest = tokenize_shards(config, [tmp_path / "docs.jsonl"], model_dir, tmp_path / "shards", show_progress=False)
     shard = tmp_path / "shards" / next(r["path"] for r in manifest["shards"] if r["split"] == "val")
     shard.write_bytes(shard.read_bytes()[:-2])  # truncated after tokenizing: only found when bpb runs
     out = tmp_path / "results.json"
