@@ -376,3 +376,18 @@ def test_muon_under_two_processes_matches_one(data, tmp_path):
     ours, expected = train_losses(tmp_path / "ddp"), train_losses(reference)
     assert sorted(ours) == list(range(1, 7))
     assert max(abs(ours[s] - expected[s]) for s in ours) < 1e-5
+
+
+def test_model_auto_trains_for_the_budget_and_keeps_its_plan(data, tmp_path):
+    recipe = recipe_for(data, max_steps=None, max_time="3s", warmup_steps=None, checkpoint_every=0, eval_every=0,
+                        sample_prompts=[])
+    for name in ("seq_len", "micro_batch_size", "global_batch_size", "lr"):
+        del recipe["train"][name]
+    recipe["model"] = "auto"
+    summary = train(recipe, tmp_path / "auto")
+    plan = json.loads((tmp_path / "auto" / "auto_plan.json").read_text())
+    saved = yaml.safe_load((tmp_path / "auto" / "recipe.yaml").read_text())
+    assert saved["model"]["hidden_size"] == plan["hidden_size"] and saved["train"]["seq_len"] == plan["seq_len"]
+    assert plan["vocab_size"] == saved["model"]["vocab_size"]  # the tokenizer's vocabulary
+    assert summary["steps"] >= 1 and sorted(train_losses(tmp_path / "auto")) == list(range(1, summary["steps"] + 1))
+    assert "model: auto chose" in (tmp_path / "auto" / "train.log").read_text()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -35,7 +36,9 @@ from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.dataset import PretrainDataset
+from lmfoundry.data.shards import read_manifest
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.recipe import dump_recipe, parse_section
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
@@ -47,6 +50,7 @@ from lmfoundry.training.environment import run_record
 from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
 from lmfoundry.training.optim import build_optimizers
 from lmfoundry.training.schedules import lr_at
+from lmfoundry.training.sizing import AutoPlan, apply_plan, is_auto, resolve_auto_recipe
 from lmfoundry.training.spikes import SpikeDetector, Verdict
 from lmfoundry.training.throughput import mfu, peak_flops
 from lmfoundry.training.validation import lm_loss, sample, validate
@@ -146,6 +150,34 @@ def _prepare_output_dir(output_dir: Path, resume: bool | None) -> bool:
     return has_checkpoints
 
 
+def _resolve_auto(recipe: dict, output_dir: Path) -> dict:
+    """``model: auto`` on existing shards: size the model for their tokens and ``train.max_time``.
+
+    The plan is kept in ``RUN/auto_plan.json`` and reused on resume (a re-measured machine speed
+    could otherwise pick another shape than the checkpoints hold).
+    """
+    cfg = parse_section(TrainConfig, recipe, "train")
+    if cfg.max_time is None:
+        raise ValueError("recipe section 'model': auto sizes the model for a time budget; set train.max_time "
+                         "(e.g. 3m) instead of max_steps/max_tokens")
+    saved = output_dir / "auto_plan.json"
+    if saved.is_file():
+        plan = AutoPlan(**json.loads(saved.read_text(encoding="utf-8")))
+        resolved = apply_plan(recipe, plan)
+        resolved["tokenizer"] = recipe.get("tokenizer", {})
+    else:
+        manifest = read_manifest(Path(cfg.shards))
+        split = manifest["splits"]["train"]
+        vocab = special_token_ids(AutoTokenizer.from_pretrained(cfg.tokenizer))["vocab_size"]
+        resolved, plan = resolve_auto_recipe(recipe, split["tokens"], split["bytes_per_token"], vocab, cfg.max_time)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(saved, plan.to_dict())
+    if not resolved["tokenizer"]:
+        del resolved["tokenizer"]
+    resolved["_auto_plan"] = plan  # logged into train.log by fit(); not a recipe section
+    return resolved
+
+
 def _flat_config(recipe: dict) -> dict:
     """Recipe flattened to scalar ``section.field`` pairs, as trackers (TensorBoard hparams) want."""
     flat = {}
@@ -175,6 +207,10 @@ class Trainer:
     """One training run: built from a recipe, run once by :meth:`fit`. Use :func:`train`."""
 
     def __init__(self, recipe: dict, output_dir: str | Path, resume: bool | None = None):
+        self.auto_plan: AutoPlan | None = None
+        if is_auto(recipe):
+            recipe = _resolve_auto(recipe, Path(output_dir))
+            self.auto_plan = recipe.pop("_auto_plan")
         self.cfg = cfg = parse_section(TrainConfig, recipe, "train")
         self.seed = cfg.seed if cfg.seed is not None else int(recipe.get("run", {}).get("seed", 0))
         self.output_dir = Path(output_dir)
@@ -300,6 +336,8 @@ class Trainer:
     def _start_or_resume(self) -> None:
         """Load the newest checkpoint (or plan a fresh run), reset the logs to that step, start judging."""
         acc, cfg, state = self.accelerator, self.cfg, self.state
+        if self.auto_plan is not None:
+            logger.info("%s", self.auto_plan.explain())
         self.checkpoints.remove_incomplete()
         planned = cfg.total_steps(self.train_data.tokens_per_step)
         if planned is not None:
