@@ -383,7 +383,7 @@ def test_model_auto_trains_for_the_budget_and_keeps_its_plan(data, tmp_path):
                         sample_prompts=[])
     for name in ("seq_len", "micro_batch_size", "global_batch_size", "lr"):
         del recipe["train"][name]
-    recipe["model"] = "auto"
+    recipe["model"] = {"auto": True}  # a recipe file's form of model: auto
     summary = train(recipe, tmp_path / "auto")
     plan = json.loads((tmp_path / "auto" / "auto_plan.json").read_text())
     saved = yaml.safe_load((tmp_path / "auto" / "recipe.yaml").read_text())

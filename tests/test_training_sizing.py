@@ -33,10 +33,11 @@ def test_a_small_corpus_caps_the_tokens_at_four_epochs():
 def test_a_given_vocabulary_is_kept_and_the_recipe_s_own_fields_win():
     plan = plan_auto(9_000_000, "3m", flops_per_s=GFLOPS, vocab_size=4096, bytes_per_token=4.0)
     assert plan.vocab_size == 4096 and "(the tokenizer's)" in plan.explain()
-    recipe = apply_plan({"model": "auto", "train": {"lr": 1e-3, "max_time": "3m"}, "tokenizer": {"min_frequency": 3}},
-                        plan)
+    recipe = apply_plan({"model": {"auto": True}, "train": {"lr": 1e-3, "max_time": "3m"},
+                         "tokenizer": {"min_frequency": 3}}, plan)
     assert recipe["model"]["hidden_size"] == plan.hidden_size and recipe["tokenizer"] == {"min_frequency": 3,
                                                                                            "vocab_size": 4096}
+    assert apply_plan({"tokenizer": {"vocab_size": 2048}}, plan)["tokenizer"]["vocab_size"] == 2048
     assert recipe["train"]["lr"] == 1e-3 and recipe["train"]["seq_len"] == plan.seq_len
     with pytest.raises(ValueError, match="expected a duration"):
         plan_auto(1000, "soon", flops_per_s=GFLOPS)

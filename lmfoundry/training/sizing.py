@@ -31,8 +31,9 @@ The rule, step by step (each constant is a choice written here, not a law):
 
 :func:`plan_auto` does the arithmetic and explains each choice; :func:`apply_plan` writes the plan
 into a recipe (fields the recipe sets itself win). The pipeline calls them after curation, when
-the corpus size is known and before the tokenizer is trained; ``lmfoundry train`` with
-``model: auto`` calls :func:`resolve_auto_recipe` on existing shards (the vocabulary is then fixed).
+the corpus size is known and before the tokenizer is trained; the training stage, given
+``model: {auto: true}`` and shards that exist, calls :func:`resolve_auto_recipe` (the vocabulary is
+then the tokenizer's).
 """
 
 from __future__ import annotations
@@ -183,16 +184,18 @@ def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | No
 
 
 def is_auto(recipe: dict[str, Any]) -> bool:
-    """Whether the recipe asks for ``model: auto``."""
-    return recipe.get("model") == "auto"
+    """Whether the recipe asks for a sized model: ``model: auto``, or ``model: {auto: true}`` (the
+    form a recipe file holds, where every section is a mapping)."""
+    model = recipe.get("model")
+    return model == "auto" or (isinstance(model, dict) and model.get("auto") is True)
 
 
 def apply_plan(recipe: dict[str, Any], plan: AutoPlan) -> dict[str, Any]:
-    """A copy of ``recipe`` with the plan's tokenizer vocabulary, model section and train fields;
-    train fields the recipe sets itself are kept."""
+    """A copy of ``recipe`` with the plan's model section, tokenizer vocabulary and train fields;
+    a ``tokenizer.vocab_size`` or train field the recipe sets itself is kept."""
     out = copy.deepcopy(recipe)
     out["model"] = plan.model_section()
-    out.setdefault("tokenizer", {})["vocab_size"] = plan.vocab_size
+    out["tokenizer"] = {"vocab_size": plan.vocab_size, **out.get("tokenizer", {})}
     out["train"] = {**plan.train_section(), **out.get("train", {})}
     return out
 
