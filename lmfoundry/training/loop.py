@@ -286,7 +286,8 @@ class Trainer:
         progress = tqdm(total=state.total_steps, initial=state.step, disable=not acc.is_main_process,
                         desc="train", dynamic_ncols=True, mininterval=1.0)
         started, tokens_at_start = time.perf_counter(), state.tokens
-        state.plan_step, state.plan_time_s = state.step, state.train_time_s()  # a plan measures steps, not setup
+        if self.max_time_s is not None:  # a plan measures steps, not the setup before them
+            state.plan_step, (state.plan_time_s,) = state.step, self._slowest(state.train_time_s())
         while state.step < state.total_steps:
             faults.maybe_kill("step", state.step)
             record = self._train_step()
@@ -387,7 +388,9 @@ class Trainer:
         with tempfile.TemporaryDirectory(dir=self.output_dir, prefix=".probe-") as folder:
             self.accelerator.save_state(folder)
         self.checkpoint_s = time.perf_counter() - started
-        spent = state.train_time_s()
+        # every rank must plan the same steps: plan from the slowest rank's timings
+        step_s, self.eval_s, self.checkpoint_s, spent = self._slowest(
+            step_s, self.eval_s, self.checkpoint_s, state.train_time_s())
         self.checkpoints.restore(initial)
         self.checkpoints.snapshots.clear()
         state.restart_clock(spent)
@@ -398,6 +401,13 @@ class Trainer:
         state.total_steps, state.warmup_steps = total, cfg.warmup_for(total)
         logger.info("max_time %s: a step takes %.3f s (%d probe steps), a validation %.2f s, a state save %.2f s; "
                     "%.0f s left -> %d steps", cfg.max_time, step_s, timed, self.eval_s, self.checkpoint_s, left, total)
+
+    def _slowest(self, *seconds: float) -> list[float]:
+        """Each value's maximum over all processes (timings differ by rank; plans must not)."""
+        local = torch.tensor(seconds, dtype=torch.float64, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            local = self.accelerator.gather(local.unsqueeze(0)).amax(dim=0)
+        return local.tolist()
 
     def _end_reserve_s(self) -> float:
         """Time kept for the end of a max_time run: the final validation, checkpoint and export."""
@@ -411,7 +421,7 @@ class Trainer:
             return False
         if not _lr_is_flat(cfg, state.step, state.total_steps, state.warmup_steps):
             return False
-        now = state.train_time_s()
+        (now,) = self._slowest(state.train_time_s())  # the same on every rank, so is the new plan
         per_step = (now - state.plan_time_s) / (state.step - state.plan_step)
         total = state.step + planned_steps(self.max_time_s - now, per_step, reserve_s=self._end_reserve_s())
         # a shorter run gets a shorter warmup (the ramp steepens); a longer one keeps the warmup it began

@@ -25,9 +25,10 @@ The rule, step by step (each constant is a choice written here, not a law):
 6. **Sequence and batch.** ``seq_len`` the power of two nearest ``2 * d_model`` in [128, 2048];
    ``sqrt(8 D)`` tokens per step (a batch that grows with the run, as the critical batch size
    does; ~500 steps at 2M tokens), at least one sequence.
-7. **Learning rate.** AdamW ``2e-3 * sqrt(192 / d_model)`` (the tiny recipe's tuned 2e-3 at 192,
-   scaled by ``1/sqrt(width)`` as nanochat scales its AdamW rates), Muon 0.02; WSD schedule with a
-   30% decay, 5% warmup.
+7. **Optimizer and learning rate.** Muon for the block matrices (it won the adamw-vs-muon row of
+   ``benchmarks/time_to_quality.py``), AdamW ``2e-3 * sqrt(192 / d_model)`` for the rest (the tiny
+   recipe's tuned 2e-3 at 192, scaled by ``1/sqrt(width)`` as nanochat scales its AdamW rates),
+   Muon 0.02; WSD schedule with a 30% decay, 5% warmup.
 
 :func:`plan_auto` does the arithmetic and explains each choice; :func:`apply_plan` writes the plan
 into a recipe (fields the recipe sets itself win). The pipeline calls them after curation, when
@@ -85,7 +86,8 @@ class AutoPlan:
     def train_section(self) -> dict[str, Any]:
         return {"seq_len": self.seq_len, "micro_batch_size": self.micro_batch_size,
                 "global_batch_size": self.global_batch_size, "lr": self.lr, "muon_lr": self.muon_lr,
-                "schedule": "wsd", "decay_fraction": 0.3, "warmup_fraction": 0.05, "min_lr_ratio": 0.0}
+                "optimizer": "muon", "schedule": "wsd", "decay_fraction": 0.3, "warmup_fraction": 0.05,
+                "min_lr_ratio": 0.0}
 
     def explain(self) -> str:
         return "\n".join(["model: auto chose", *(f"  - {line}" for line in self.reasons)])
@@ -174,7 +176,8 @@ def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | No
         f"vocabulary: {vocab}" + (" (the tokenizer's)" if vocab_size else
                                   f" (embedding table ~{VOCAB_SHARE:.0%} of the block parameters; Tao et al. 2024)"),
         f"batch: {global_batch} x {seq_len} tokens = {global_batch * seq_len} per step (~sqrt(8 D)), ~{steps} steps",
-        f"lr: AdamW {lr:.2g} (2e-3 x sqrt(192 / hidden)), Muon 0.02; WSD, 30% decay, 5% warmup",
+        f"optimizer: Muon 0.02 for the block matrices, AdamW {lr:.2g} (2e-3 x sqrt(192 / hidden)) for the rest; "
+        "WSD, 30% decay, 5% warmup",
     ]
     return AutoPlan(vocab_size=vocab, depth=depth, hidden_size=hidden, num_attention_heads=heads,
                     intermediate_size=_mlp(hidden), seq_len=seq_len, global_batch_size=global_batch,
