@@ -74,7 +74,7 @@ class RunState:
         # the plan: fixed by the recipe, or for a max_time run measured and refined while the lr is flat
         self.total_steps = 0
         self.warmup_steps = 0
-        self.plan_step, self.plan_time_s = 0, 0.0  # where the plan was last made
+        self.plan_step = 0  # where the plan was last checked
         self.restart_clock(0.0)
 
     def restart_clock(self, train_time_s: float) -> None:
@@ -90,7 +90,7 @@ class RunState:
             "step": self.step, "tokens": self.tokens, "rollbacks": self.rollbacks,
             "lr_reduced_until": self.lr_reduced_until, "train_time_s": self.train_time_s(),
             "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-            "plan_step": self.plan_step, "plan_time_s": self.plan_time_s,
+            "plan_step": self.plan_step,
             "dataset": self.dataset.state_dict(), "detector": self.detector.state_dict(),
         }
 
@@ -101,7 +101,7 @@ class RunState:
         # checkpoints from before plans were saved keep the plan the recipe gives
         self.total_steps = state.get("total_steps", self.total_steps)
         self.warmup_steps = state.get("warmup_steps", self.warmup_steps)
-        self.plan_step, self.plan_time_s = state.get("plan_step", 0), state.get("plan_time_s", 0.0)
+        self.plan_step = state.get("plan_step", 0)
         self.dataset.load_state_dict(state["dataset"])
         self.detector.load_state_dict(state["detector"])
 
@@ -275,6 +275,7 @@ class Trainer:
         self.last_val: dict = {}
         self.last_train_loss: float | None = None
         self.eval_s = self.checkpoint_s = 0.0  # the last validation's and checkpoint's wall clock
+        self.plan_anchor = (0, 0.0)  # (step, train time) where this session's steps began
 
     # ----------------------------------------------------------------------------------------- run
     def fit(self) -> dict:
@@ -286,8 +287,9 @@ class Trainer:
         progress = tqdm(total=state.total_steps, initial=state.step, disable=not acc.is_main_process,
                         desc="train", dynamic_ncols=True, mininterval=1.0)
         started, tokens_at_start = time.perf_counter(), state.tokens
-        if self.max_time_s is not None:  # a plan measures steps, not the setup before them
-            state.plan_step, (state.plan_time_s,) = state.step, self._slowest(state.train_time_s())
+        if self.max_time_s is not None:  # a plan measures this session's steps, not the setup before them
+            state.plan_step = state.step
+            self.plan_anchor = (state.step, self._slowest(state.train_time_s())[0])
         while state.step < state.total_steps:
             faults.maybe_kill("step", state.step)
             record = self._train_step()
@@ -414,24 +416,25 @@ class Trainer:
         return self.eval_s + 2 * self.checkpoint_s
 
     def _replan(self) -> bool:
-        """Refine a max_time plan from the measured cost of the steps since the last plan (evals and
-        checkpoints included), while the lr does not yet depend on the step count; True if changed."""
+        """Refine a max_time plan from the measured cost of this session's steps (evals and checkpoints
+        included), every 5% of the run while the lr does not yet depend on the step count; True if changed."""
         state, cfg = self.state, self.cfg
         if self.max_time_s is None or state.step - state.plan_step < max(1, state.total_steps // 20):
             return False
         if not _lr_is_flat(cfg, state.step, state.total_steps, state.warmup_steps):
             return False
         (now,) = self._slowest(state.train_time_s())  # the same on every rank, so is the new plan
-        per_step = (now - state.plan_time_s) / (state.step - state.plan_step)
+        anchor_step, anchor_time = self.plan_anchor  # the session's average: steadier than the last few steps
+        per_step = (now - anchor_time) / (state.step - anchor_step)
         total = state.step + planned_steps(self.max_time_s - now, per_step, reserve_s=self._end_reserve_s())
         # a shorter run gets a shorter warmup (the ramp steepens); a longer one keeps the warmup it began
         warmup = min(state.warmup_steps, cfg.warmup_for(total))
+        state.plan_step = state.step
         if total == state.total_steps or not _lr_is_flat(cfg, state.step, total, warmup):
             return False  # past the point where the new plan's decay would have begun: keep the old one
         logger.info("max_time %s: %.3f s per step so far, %.0f s left -> %d steps (was %d), warmup %d",
                     cfg.max_time, per_step, self.max_time_s - now, total, state.total_steps, warmup)
         state.total_steps, state.warmup_steps = total, warmup
-        state.plan_step, state.plan_time_s = state.step, now
         return True
 
     # ----------------------------------------------------------------------------------------- steps
@@ -544,10 +547,10 @@ class Trainer:
             self.train_data.skip(1)
             skipped = 1
         else:
-            spent, plan = state.train_time_s(), (state.total_steps, state.plan_step, state.plan_time_s)
+            spent, plan = state.train_time_s(), (state.total_steps, state.warmup_steps, state.plan_step)
             self.checkpoints.restore(target)
             state.restart_clock(spent)  # the restore point's clock would forget the rolled-back work
-            state.total_steps, state.plan_step, state.plan_time_s = plan  # and a max_time plan is kept
+            state.total_steps, state.warmup_steps, state.plan_step = plan  # and a max_time plan is kept
             self.checkpoints.abandon_after(target.step, rollbacks)
             # resume reading just past the spike (+ extra): this also skips batches an earlier rollback
             # to the same point had skipped, which the point's own data position predates
