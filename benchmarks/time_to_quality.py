@@ -95,7 +95,8 @@ def heldout_bpb(model: torch.nn.Module, encode: Callable[[str], list[int]], text
     return nll / math.log(2) / (sum(len(t.encode()) for t in texts) * covered)
 
 
-def run_ours(work: Path, train_file: Path, held_out: list[str], plan: AutoPlan, optimizer: str) -> dict:
+def run_ours(work: Path, train_file: Path, held_out: list[str], plan: AutoPlan, optimizer: str,
+             name: str | None = None) -> dict:
     """Our stages with the plan (the same plan for both optimizers: one measurement of the machine)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,7 +111,7 @@ def run_ours(work: Path, train_file: Path, held_out: list[str], plan: AutoPlan, 
         "shards": str(shards), "tokenizer": str(tok_dir), "max_time": budget_s, "optimizer": optimizer,
         "eval_every": max(1, plan.steps // 8), "eval_batches": 4, "checkpoint_every": 0, "sample_every": 0,
         "sample_prompts": [], "report_to": "none", "mixed_precision": "no", "log_every": 1, "seed": 0}}, plan)
-    out = work / f"ours-{optimizer}"
+    out = work / (name or f"ours-{optimizer}")
     summary = train(recipe, out)
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")

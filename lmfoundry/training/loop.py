@@ -376,11 +376,11 @@ class Trainer:
         exactly, and plan the steps that fit the budget; the probe's time counts against it."""
         state, cfg = self.state, self.cfg
         initial = self.checkpoints.snapshot(0)
-        self._step_compute(0, lr_factor=0.01)  # the first step pays for lazy allocation: not timed
+        self._step_compute(0, 0, probe=True)  # the first step pays for lazy allocation: not timed
         self._optimizer_step()
         timed, began = 0, time.perf_counter()
         while timed < 3 or (timed < 20 and time.perf_counter() - began < 0.01 * self.max_time_s):
-            self._step_compute(timed + 1, lr_factor=0.01)
+            self._step_compute(timed + 1, timed + 1, probe=True)
             self._optimizer_step()
             timed += 1
         step_s = (time.perf_counter() - began) / timed
@@ -441,26 +441,28 @@ class Trainer:
     def num_parameters(self) -> int:
         return self.accelerator.unwrap_model(self.model).num_parameters()
 
-    def _lr_factor(self, step: int, data_step: int) -> float:
-        """The schedule's multiplier of the peak lrs at ``step``, with spike and fault adjustments."""
+    def _lr(self, peak: float, step: int, data_step: int) -> float:
+        """The lr at ``step`` of a parameter group whose peak is ``peak``, with the lowered lr after a
+        rollback and the fault injection's factor (in this order, so a run's lrs stay bit for bit)."""
         state = self.state
-        factor = lr_at(step, lr=1.0, total_steps=state.total_steps, schedule=self.cfg.schedule,
-                       warmup_steps=state.warmup_steps, min_lr_ratio=self.cfg.min_lr_ratio,
-                       decay_fraction=self.cfg.decay_fraction)
+        lr = lr_at(step, lr=peak, total_steps=state.total_steps, schedule=self.cfg.schedule,
+                   warmup_steps=state.warmup_steps, min_lr_ratio=self.cfg.min_lr_ratio,
+                   decay_fraction=self.cfg.decay_fraction)
         if step < state.lr_reduced_until:
-            factor *= self.spike.lr_factor
+            lr *= self.spike.lr_factor
         if data_step in self.poisoned:
-            factor *= self.cfg.poison_lr_factor
-        return factor
+            lr *= self.cfg.poison_lr_factor
+        return lr
 
-    def _step_compute(self, step: int, lr_factor: float) -> tuple[float, float | None]:
+    def _step_compute(self, step: int, data_step: int, probe: bool = False) -> tuple[float, float | None]:
         """Forward and backward over the step's micro-batches and gradient clipping, with every
-        optimizer's lr set; returns the loss and gradient norm reduced over processes. The optimizer
-        step itself is left to the caller (a spike skips it)."""
+        optimizer's lr set (``probe``: a hundredth of it, for a step that will be undone); returns the
+        loss and gradient norm reduced over processes. The optimizer step is left to the caller (a
+        spike skips it)."""
         acc, cfg = self.accelerator, self.cfg
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor
+                group["lr"] = self._lr(group["base_lr"], step, data_step) * (0.01 if probe else 1.0)
         self.model.train()
         loss_sum = torch.zeros((), device=acc.device)
         for micro_step in range(self.grad_accum):
@@ -495,9 +497,8 @@ class Trainer:
         acc, state = self.accelerator, self.state
         step = state.step
         data_step = step + self.train_data.skipped_steps
-        factor = self._lr_factor(step, data_step)
         started = time.perf_counter()
-        step_loss, grad_norm = self._step_compute(step, factor)
+        step_loss, grad_norm = self._step_compute(step, data_step)
         verdict = Verdict(False)
         if self.spike.enabled:
             verdict = state.detector.check(step_loss, grad_norm, warming_up=step < state.warmup_steps)
@@ -514,12 +515,12 @@ class Trainer:
         tokens_per_s = self.train_data.tokens_per_step / (now - started)
         record = {
             "kind": "train", "step": state.step, "data_step": data_step, "loss": step_loss,
-            "lr": self.cfg.lr * factor, "grad_norm": grad_norm, "tokens": state.tokens, "tokens_per_s": tokens_per_s,
+            "lr": self._lr(self.cfg.lr, step, data_step), "grad_norm": grad_norm, "tokens": state.tokens, "tokens_per_s": tokens_per_s,
             "mfu": mfu(self.flops_per_token, tokens_per_s, self.peak_flops, acc.num_processes),
             "zscore": verdict.zscore, "elapsed_s": now - self.session_started, "train_time_s": state.train_time_s(),
         }
         if self.cfg.optimizer == "muon":
-            record["muon_lr"] = self.cfg.muon_lr * factor
+            record["muon_lr"] = self._lr(self.cfg.muon_lr, step, data_step)
         if state.step % self.cfg.log_every == 0 or state.step == state.total_steps:
             self._log(record)
         return record
