@@ -393,3 +393,27 @@ def test_model_auto_trains_for_the_budget_and_keeps_its_plan(data, tmp_path):
     assert plan["vocab_size"] == saved["model"]["vocab_size"]  # the tokenizer's vocabulary
     assert summary["steps"] >= 1 and sorted(train_losses(tmp_path / "auto")) == list(range(1, summary["steps"] + 1))
     assert "model: auto chose" in (tmp_path / "auto" / "train.log").read_text()
+
+
+def test_max_time_resume_counts_the_time_already_spent(data, tmp_path):
+    fields = dict(max_steps=None, max_time="3s", warmup_steps=None, schedule="wsd", min_lr_ratio=0.0,
+                  checkpoint_every=2, keep_last=100, eval_every=0, sample_prompts=[], seq_len=16,
+                  micro_batch_size=4, global_batch_size=4)
+    out = tmp_path / "timed"
+    train(recipe_for(data, **fields), out)
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
+    middle = steps[len(steps) // 2]
+    for later in steps:
+        if later > middle:
+            shutil.rmtree(out / "checkpoints" / f"step-{later}")
+    shutil.rmtree(out / "model")
+    spent = json.loads((out / "checkpoints" / f"step-{middle}" / "COMPLETE").read_text())
+    summary = train(recipe_for(data, **fields), out)  # resumes from the middle checkpoint, no new probe
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["resumed"]) for r in records if r["kind"] == "run"] == [(0, False), (middle, True)]
+    rows = {r["step"]: r for r in records if r["kind"] == "train"}
+    assert sorted(rows) == list(range(1, summary["steps"] + 1)) and spent["step"] == middle
+    # the resumed session's clock starts from the checkpoint's, not from zero
+    assert rows[middle + 1]["train_time_s"] > rows[middle]["train_time_s"] > rows[middle + 1]["elapsed_s"]
+    assert rows[summary["steps"]]["lr"] == 0.0  # and the plan it resumed still ends decayed
+    assert "probe steps" not in (out / "train.log").read_text().split("resumed from")[-1]
