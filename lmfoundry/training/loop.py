@@ -1,13 +1,15 @@
 """The pretraining loop: a plain Accelerate loop that reads like the algorithm.
 
+    total_steps = recipe's, or planned from a few timed probe steps (train.max_time)
     for step in range(start, total_steps):
         lr = schedule(step)
         for micro_step in range(grad_accum):              # gradient accumulation
             batch = dataset.get_batch(step, micro_step)   # pure function of (seed, step, rank)
             loss = model(batch) / grad_accum; backward    # grads synced on the last micro-step only
         loss, grad_norm = global mean loss, clipped norm  # identical on every rank
-        if spike(loss, grad_norm): roll back to a clean checkpoint, skip the offending batches
-        else: optimizer step; log; checkpoint; validate
+        if spike(loss, grad_norm): restore the newest clean restore point (disk checkpoint or
+                                   memory snapshot), skip the offending batches, lower the lr a while
+        else: optimizer step; log; validate; checkpoint; judge restore points; refine a time plan
 
 Because the batch of a step is a function of its number (no iterator state), restoring a checkpoint
 and skipping data are exact: a run killed and resumed produces, bit for bit on CPU, the losses of an
