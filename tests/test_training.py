@@ -15,9 +15,9 @@ from lmfoundry.recipe import parse_section
 from lmfoundry.training.checkpoints import COMPLETE, CheckpointManager
 from lmfoundry.training.config import TrainConfig
 from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
-from lmfoundry.training.optim import param_groups
+from lmfoundry.training.optim import build_optimizers, param_groups
 from lmfoundry.training.schedules import lr_at
-from lmfoundry.training.spikes import SpikeDetector
+from lmfoundry.training.spikes import SpikeDetector, SpikeSettings
 from lmfoundry.training.throughput import mfu, peak_flops
 
 BASE = {"shards": "s", "tokenizer": "t", "max_steps": 10}
@@ -34,7 +34,7 @@ def test_config_coerces_strings_and_rejects_unknown_or_bad_fields():
         _cfg(learning_rate=1e-3)
     with pytest.raises(ValueError, match=r"train\.schedule"):
         _cfg(schedule="linear")
-    with pytest.raises(ValueError, match="exactly one of max_steps and max_tokens"):
+    with pytest.raises(ValueError, match="exactly one of max_steps, max_tokens and max_time"):
         _cfg(max_tokens=100)
     with pytest.raises(ValueError, match=r"train\.shards"):
         parse_section(TrainConfig, {"train": {"tokenizer": "t", "max_steps": 1}}, "train")
@@ -85,7 +85,7 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
 
 
 def test_spike_detector_flags_zscore_nonfinite_and_early_ratio():
-    det = SpikeDetector(window=32, min_history=8, zscore=6.0, ratio=3.0)
+    det = SpikeDetector(SpikeSettings(window=32, min_history=8, zscore=6.0, ratio=3.0))
     assert not det.check(3.0, 1.0).is_spike  # no history: nothing to compare with
     det.record(3.0, 1.0)
     assert det.check(10.0, 1.0).reason == "loss ratio"  # early guard
@@ -98,11 +98,11 @@ def test_spike_detector_flags_zscore_nonfinite_and_early_ratio():
     assert verdict.is_spike and verdict.reason == "loss z-score" and verdict.zscore > 6
     assert det.check(3.0, 1.8).reason == "grad_norm z-score"
     assert not det.check(2.0, 1.0).is_spike  # only upward moves count
-    quiet_grads = SpikeDetector(window=32, min_history=8, grad_zscore=0)
+    quiet_grads = SpikeDetector(SpikeSettings(window=32, min_history=8, grad_zscore=0))
     quiet_grads.load_state_dict(det.state_dict())
     assert not quiet_grads.check(3.0, 1.8).is_spike  # grad-norm check off; non-finite still counts
     assert quiet_grads.check(3.0, float("nan")).is_spike
-    restored = SpikeDetector(window=32, min_history=8)
+    restored = SpikeDetector(SpikeSettings(window=32, min_history=8))
     restored.load_state_dict(det.state_dict())
     assert restored.check(3.5, 1.0) == verdict
     # during lr warmup the statistics describe a ramp: only NaN/Inf count
@@ -176,3 +176,66 @@ def test_mfu_needs_a_peak():
     assert peak_flops(torch.device("cpu"), 1e12) == 1e12
     assert mfu(6e6, 1e4, None, 1) is None
     assert mfu(6e6, 1e4, 1e12, 2) == pytest.approx(6e10 / 2e12)
+
+
+def test_memory_snapshots_restore_exactly_twice_and_follow_the_verdicts(tmp_path):
+    acc = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model, optimizer = acc.prepare(model, optimizer)
+    manager = CheckpointManager(tmp_path / "checkpoints", acc, clean_after=2, snapshot_every=3,
+                                tracked=[model, optimizer])
+
+    def train_step() -> None:
+        model(torch.randn(2, 4)).square().sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    manager.start(0)
+    assert [(s.step, s.clean) for s in manager.snapshots] == [(0, True)]  # the initial state is a restore point
+    for step in range(1, 4):
+        train_step()
+        manager.after_step(step)
+    assert [(s.step, s.clean) for s in manager.snapshots] == [(0, True), (3, False)]
+    weights, moments = model.weight.detach().clone(), optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    train_step()
+    manager.after_step(4)
+    train_step()
+    manager.after_step(5)  # 3 + clean_after: snapshot 3 is clean, the initial one is dropped
+    target = manager.newest_clean()
+    assert target.step == 3 and [s.step for s in manager.snapshots] == [3]
+    for _ in range(2):  # restoring must not alias the snapshot: a second rollback to it is exact too
+        manager.restore(target)
+        assert torch.equal(model.weight, weights)
+        assert torch.equal(optimizer.state_dict()["state"][0]["exp_avg"], moments)
+        train_step()
+    # a disk checkpoint newer than the snapshot wins once it is clean; the branch past it is dropped
+    ckpt = manager.save(6, {})
+    manager.after_step(8)
+    assert manager.newest_clean() == ckpt and ckpt.clean
+    manager.abandon_after(6, rollback_index=1)
+    assert all(s.step <= 6 for s in manager.snapshots)
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest():
+    config = FoundryConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, attention_bias=True, tie_word_embeddings=False)
+    model = FoundryForCausalLM(config)
+    muon, adamw = build_optimizers(model, _cfg(optimizer="muon"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert in_muon == {f"model.layers.{i}.{m}.weight" for i in range(2) for m in
+                       ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
+    assert {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
+            "model.layers.0.self_attn.q_proj.bias"} <= in_adamw
+    assert not in_muon & in_adamw and len(in_muon) + len(in_adamw) == len(list(model.parameters()))
+    assert muon.param_groups[0]["lr"] == muon.param_groups[0]["base_lr"] == 0.02
+    assert muon.param_groups[0]["momentum"] == 0.95 and adamw.param_groups[0]["base_lr"] == 3e-4
+    with pytest.raises(ValueError, match=r"train.optimizer: muon needs whole weight matrices, but FSDP"):
+        build_optimizers(model, _cfg(optimizer="muon"), "FSDP")
+    with pytest.raises(ValueError, match=r"train.optimizer: expected one of adamw, muon"):
+        _cfg(optimizer="sgd")

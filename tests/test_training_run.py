@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,7 +192,8 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     assert second["skipped_data_steps"] == [16, 22] and second["batches_skipped"] == 7
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kept = {r["step"]: r for r in records if r["kind"] == "train"}
-    assert sorted(kept) == list(range(1, STEPS + 1))
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, STEPS + 1))  # one history
+    assert [(r["spike_step"], r["step"]) for r in records if r["kind"] == "rollback"] == [(19, 16), (18, 16)]
     assert all(r["data_step"] not in range(16, 23) for r in kept.values())
     # the training-time clock is not rolled back with the checkpoint: the discarded work took time too
     times = [r["train_time_s"] for r in records if r["kind"] == "train"]
@@ -209,6 +211,33 @@ def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, da
     assert (out / "loss_curve.png").stat().st_size > 10_000
     assert "loss spike at step 19 (data step 18)" in (out / "train.log").read_text()
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_spike_at_step_20_without_checkpoints_rolls_back_to_memory_and_finishes(data, tmp_path):
+    """The issue's failure: a 120-step run with checkpoint_every 0 blew up at step 20 and the rollback
+    "restored nothing". Now an in-memory snapshot is restored, the lr is lowered, the run finishes."""
+    short = dict(seq_len=16, micro_batch_size=4, global_batch_size=4, max_steps=120, warmup_steps=None,
+                 checkpoint_every=0, eval_every=0, sample_prompts=[], spike_rollback_steps=None,
+                 spike_skip_extra=None, spike_lr_steps=None)
+    clean = train(recipe_for(data, **short), tmp_path / "clean")
+    summary = train(recipe_for(data, **short, poison_batches="19-19"), tmp_path / "poisoned")
+    assert summary["steps"] == 120 and summary["rollbacks"] == 1
+    records = [json.loads(line) for line in (tmp_path / "poisoned" / "metrics.jsonl").read_text().splitlines()]
+    (rollback,) = [r for r in records if r["kind"] == "rollback"]
+    # step 20 took the destructive update, step 21 showed it; snapshots every 3 steps, clean 1 step after
+    assert rollback["spike_step"] == 21 and rollback["data_step"] == 20
+    assert rollback["checkpoint_restored"] == "memory snapshot of step 18" and rollback["step"] == 18
+    assert rollback["skipped_data_steps"] == [18, 21] and rollback["lr_factor"] == 0.5 and rollback["lr_steps"] == 6
+    # one consistent history: every step once, none of it read from the skipped batches
+    train_rows = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(1, 121))
+    assert not {r["data_step"] for r in train_rows} & set(range(18, 22))
+    lr_ratio = {r["step"]: r["lr"] for r in train_rows}
+    clean_lr = {r["step"]: r["lr"] for r in map(json.loads, (tmp_path / "clean" / "metrics.jsonl").read_text()
+                                                  .splitlines()) if r["kind"] == "train"}
+    assert [lr_ratio[s] / clean_lr[s] for s in range(18, 27)] == pytest.approx([1] + [0.5] * 6 + [1, 1])
+    assert not (tmp_path / "poisoned" / "checkpoints" / "step-18").exists()  # memory, not disk
+    assert summary["val_loss"] == pytest.approx(clean["val_loss"], abs=0.1)
 
 
 def test_too_many_rollbacks_stop_with_a_clear_error_and_checkpoints_intact(data, tmp_path):
@@ -297,3 +326,95 @@ def test_overrides_wsd_and_activation_checkpointing_give_the_same_losses(referen
     wsd = train(load_recipe(recipe_path, [*overrides, "--train.schedule", "wsd"]), tmp_path / "wsd")
     assert wsd["steps"] == 3
     assert yaml.safe_load((tmp_path / "wsd" / "recipe.yaml").read_text())["train"]["schedule"] == "wsd"
+
+
+def test_max_time_plans_steps_and_ends_fully_decayed(data, tmp_path):
+    fields = dict(max_steps=None, max_time="3s", warmup_steps=None, warmup_fraction=0.1, schedule="wsd",
+                  min_lr_ratio=0.0, checkpoint_every=0, eval_every=0, sample_prompts=[], seq_len=16,
+                  micro_batch_size=4, global_batch_size=4)
+    out = tmp_path / "timed"
+    summary = train(recipe_for(data, **fields), out)
+    assert summary["max_time_s"] == 3.0 and summary["steps"] >= 2  # few when other jobs load the machine
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in records if r["kind"] == "train"]
+    # the probe steps left no trace: the history starts at step 1 and the plan was run to its end
+    assert [r["step"] for r in rows] == list(range(1, summary["steps"] + 1))
+    assert rows[-1]["lr"] == 0.0 and max(r["lr"] for r in rows) == pytest.approx(3e-3)  # decayed at the deadline
+    # the probe's steps, validation and state save count against the budget: the first step's training
+    # clock holds them (elapsed_s counts the whole session so far, probe included)
+    assert rows[0]["train_time_s"] > 0.9 * rows[0]["elapsed_s"]
+    log = (out / "train.log").read_text()
+    assert "max_time 3s: a step takes" in log and "probe steps" in log
+
+
+def test_muon_resumes_bitwise(data, tmp_path):
+    fields = dict(optimizer="muon", max_steps=12, checkpoint_every=6, eval_every=0, sample_prompts=[])
+    out = tmp_path / "muon"
+    first = train(recipe_for(data, **fields), out)
+    assert first["steps"] == 12 and first["rollbacks"] == 0
+    losses = train_losses(out)
+    assert losses[12] < losses[1] - 0.1  # it learns
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["muon_lr"] for r in rows if r["kind"] == "train" and r["step"] == 4} == {0.02}  # peak after warmup
+    assert (out / "checkpoints" / "step-6" / "optimizer_1.bin").is_file()  # Muon's momentum and AdamW's moments
+    # drop the end of the run and continue from step 6: the same losses, bit for bit
+    shutil.rmtree(out / "checkpoints" / "step-12")
+    shutil.rmtree(out / "model")
+    train(recipe_for(data, **fields), out)
+    assert train_losses(out) == losses
+    adamw = train(recipe_for(data, max_steps=12, checkpoint_every=0, eval_every=0, sample_prompts=[]),
+                  tmp_path / "adamw")
+    assert adamw["final_train_loss"] != first["final_train_loss"]
+
+
+def test_muon_under_two_processes_matches_one(data, tmp_path):
+    fields = dict(optimizer="muon", max_steps=6, checkpoint_every=0, eval_every=0, sample_prompts=[])
+    reference = tmp_path / "one"
+    train(recipe_for(data, **fields), reference)
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data, **fields))
+    launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry.train"]
+    result = run_cli([str(recipe), "--output", str(tmp_path / "ddp")], {"ACCELERATE_USE_CPU": "1"}, module=launch)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, expected = train_losses(tmp_path / "ddp"), train_losses(reference)
+    assert sorted(ours) == list(range(1, 7))
+    assert max(abs(ours[s] - expected[s]) for s in ours) < 1e-5
+
+
+def test_model_auto_trains_for_the_budget_and_keeps_its_plan(data, tmp_path):
+    recipe = recipe_for(data, max_steps=None, max_time="3s", warmup_steps=None, checkpoint_every=0, eval_every=0,
+                        sample_prompts=[])
+    for name in ("seq_len", "micro_batch_size", "global_batch_size", "lr"):
+        del recipe["train"][name]
+    recipe["model"] = {"auto": True}  # a recipe file's form of model: auto
+    summary = train(recipe, tmp_path / "auto")
+    plan = json.loads((tmp_path / "auto" / "auto_plan.json").read_text())
+    saved = yaml.safe_load((tmp_path / "auto" / "recipe.yaml").read_text())
+    assert saved["model"]["hidden_size"] == plan["hidden_size"] and saved["train"]["seq_len"] == plan["seq_len"]
+    assert plan["vocab_size"] == saved["model"]["vocab_size"]  # the tokenizer's vocabulary
+    assert summary["steps"] >= 1 and sorted(train_losses(tmp_path / "auto")) == list(range(1, summary["steps"] + 1))
+    assert "model: auto chose" in (tmp_path / "auto" / "train.log").read_text()
+
+
+def test_max_time_resume_counts_the_time_already_spent(data, tmp_path):
+    fields = dict(max_steps=None, max_time="3s", warmup_steps=None, schedule="wsd", min_lr_ratio=0.0,
+                  checkpoint_every=2, keep_last=100, eval_every=0, sample_prompts=[], seq_len=16,
+                  micro_batch_size=4, global_batch_size=4)
+    out = tmp_path / "timed"
+    train(recipe_for(data, **fields), out)
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
+    middle = steps[len(steps) // 2]
+    for later in steps:
+        if later > middle:
+            shutil.rmtree(out / "checkpoints" / f"step-{later}")
+    shutil.rmtree(out / "model")
+    spent = json.loads((out / "checkpoints" / f"step-{middle}" / "COMPLETE").read_text())
+    summary = train(recipe_for(data, **fields), out)  # resumes from the middle checkpoint, no new probe
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["resumed"]) for r in records if r["kind"] == "run"] == [(0, False), (middle, True)]
+    rows = {r["step"]: r for r in records if r["kind"] == "train"}
+    assert sorted(rows) == list(range(1, summary["steps"] + 1)) and spent["step"] == middle
+    # the resumed session's clock starts from the checkpoint's, not from zero
+    assert rows[middle + 1]["train_time_s"] > rows[middle]["train_time_s"] > rows[middle + 1]["elapsed_s"]
+    assert rows[summary["steps"]]["lr"] == 0.0  # and the plan it resumed still ends decayed
+    assert "probe steps" not in (out / "train.log").read_text().split("resumed from")[-1]

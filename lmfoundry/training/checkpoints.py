@@ -12,6 +12,13 @@ A checkpoint is written into a temporary folder, the ``COMPLETE`` marker (JSON m
 last, and only then is the folder renamed to ``step-N``: a process killed at any point leaves either
 the previous state or a complete checkpoint, never a half-written ``step-N``. Loading considers only
 folders that carry the marker.
+
+Between disk checkpoints (or with ``checkpoint_every: 0``) the manager keeps in-memory restore
+points: CPU copies of the model, optimizer and loop state (:class:`Snapshot`), taken every
+``snapshot_every`` steps when no checkpoint on disk is that recent, and one of the initial state, so
+a spike rollback always has a clean state to return to. Disk checkpoints and snapshots share the
+same verdict: a restore point is *clean* once the run got ``clean_after`` steps past it without a
+spike (:meth:`CheckpointManager.after_step`); only clean points are rollback targets.
 """
 
 from __future__ import annotations
@@ -19,11 +26,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
@@ -48,6 +60,53 @@ class Checkpoint:
 
     def metadata(self) -> dict:
         return json.loads((self.path / COMPLETE).read_text(encoding="utf-8"))
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """An in-memory restore point: host copies of every tracked object's state and of the RNGs."""
+
+    step: int
+    states: list[Any]
+    rng: dict[str, Any]
+    clean: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"memory snapshot of step {self.step}"
+
+
+RestorePoint = Checkpoint | Snapshot
+
+
+def _host_copy(value: Any) -> Any:
+    """A deep copy of a state dict with every tensor copied to host memory (no aliasing)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _host_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host_copy(v) for v in value)
+    return value
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def checkpoint_mode(path: Path) -> str:
@@ -133,10 +192,18 @@ def check_mode(path: Path, distributed_type: DistributedType) -> None:
 class CheckpointManager:
     """Saves, finds, marks and prunes the checkpoints of one run (all processes call every method)."""
 
-    def __init__(self, root: Path, accelerator: Accelerator, keep_last: int = 3):
+    def __init__(self, root: Path, accelerator: Accelerator, keep_last: int = 3, *, clean_after: int = 1,
+                 snapshot_every: int = 0, tracked: Sequence[Any] = ()):
+        """``tracked``: the objects a :class:`Snapshot` copies (``state_dict``/``load_state_dict``:
+        the prepared model, its optimizer(s), the loop state), the same ones ``save_state`` writes."""
         self.root = Path(root)
         self.accelerator = accelerator
         self.keep_last = keep_last
+        self.clean_after = clean_after
+        self.snapshot_every = snapshot_every
+        self.tracked = list(tracked)
+        self.snapshots: list[Snapshot] = []
+        self._disk_pending: list[Checkpoint] | None = None  # None: read from the folder when next needed
 
     def complete(self) -> list[Checkpoint]:
         """Checkpoints whose write finished, oldest first."""
@@ -153,9 +220,62 @@ class CheckpointManager:
         done = self.complete()
         return done[-1] if done else None
 
-    def newest_clean(self) -> Checkpoint | None:
-        clean = [c for c in self.complete() if c.clean]
-        return clean[-1] if clean else None
+    def newest_clean(self) -> RestorePoint | None:
+        """The newest clean restore point, on disk or in memory (memory wins a tie: faster to load)."""
+        clean: list[RestorePoint] = [c for c in self.complete() if c.clean]
+        clean += [s for s in self.snapshots if s.clean]
+        return max(clean, key=lambda p: (p.step, isinstance(p, Snapshot)), default=None)
+
+    # ---------------------------------------------------------------- verdicts and memory snapshots
+    def start(self, step: int) -> None:
+        """Begin judging at ``step`` (0 or the resumed step): a fresh run keeps its initial state in
+        memory as a clean restore point; checkpoints without a verdict wait for one."""
+        self._disk_pending = None
+        self.snapshots = []
+        if self.snapshot_every > 0 and step == 0:
+            self.snapshot(0).clean = True  # nothing came before the initial state that could have spiked
+
+    def after_step(self, step: int) -> None:
+        """After a completed step (and its checkpoint, if one was due): mark restore points clean that
+        the run got ``clean_after`` steps past, and take a snapshot when none is recent enough."""
+        if self._disk_pending is None:
+            self._disk_pending = [c for c in self.complete() if not c.clean]
+        for ckpt in [c for c in self._disk_pending if c.step + self.clean_after <= step]:
+            self.mark_clean(ckpt)
+            self._disk_pending.remove(ckpt)
+        for snap in self.snapshots:
+            snap.clean = snap.clean or snap.step + self.clean_after <= step
+        self._prune_snapshots()
+        if self.snapshot_every > 0:
+            latest = self.latest()
+            newest = max([latest.step if latest else -1, *(s.step for s in self.snapshots)])
+            if step - newest >= self.snapshot_every:
+                self.snapshot(step)
+
+    def snapshot(self, step: int) -> Snapshot:
+        """Copy the tracked state to host memory; keeps the newest clean snapshot and those awaiting
+        a verdict, and none older than the newest clean disk checkpoint."""
+        snap = Snapshot(step, [_host_copy(obj.state_dict()) for obj in self.tracked], _rng_state())
+        self.snapshots.append(snap)
+        self._prune_snapshots()
+        return snap
+
+    def _prune_snapshots(self) -> None:
+        if not self.snapshots:
+            return
+        clean = [s for s in self.snapshots if s.clean]
+        disk = [c for c in self.complete() if c.clean]
+        newest_clean = clean[-1] if clean and (not disk or clean[-1].step > disk[-1].step) else None
+        self.snapshots = [s for s in self.snapshots if not s.clean or s is newest_clean]
+
+    def restore(self, point: RestorePoint) -> None:
+        """Load a restore point: a disk checkpoint through accelerate, a snapshot from memory."""
+        if isinstance(point, Checkpoint):
+            self.load(point)
+            return
+        for obj, state in zip(self.tracked, point.states, strict=True):
+            obj.load_state_dict(_host_copy(state))  # a copy: the snapshot may be restored again
+        _set_rng_state(point.rng)
 
     def remove_incomplete(self) -> None:
         """Delete leftovers of interrupted writes (temporary folders, ``step-N`` without marker)."""
@@ -171,6 +291,7 @@ class CheckpointManager:
 
     def save(self, step: int, metadata: dict) -> Checkpoint:
         """Write the full accelerator state for ``step``; atomic, then prune old checkpoints."""
+        self._disk_pending = None
         tmp = self.root / f".tmp-step-{step}"
         final = self.root / f"step-{step}"
         if self.accelerator.is_main_process:
@@ -219,7 +340,10 @@ class CheckpointManager:
         self.accelerator.wait_for_everyone()
 
     def abandon_after(self, step: int, rollback_index: int) -> list[Path]:
-        """Rename checkpoints newer than ``step`` (a branch a rollback left) so they are never resumed."""
+        """Rename checkpoints newer than ``step`` (a branch a rollback left) so they are never resumed;
+        drop the snapshots of that branch."""
+        self.snapshots = [s for s in self.snapshots if s.step <= step]
+        self._disk_pending = None
         moved = []
         if self.accelerator.is_main_process:
             for ckpt in self.complete():

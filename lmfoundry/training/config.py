@@ -12,7 +12,11 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 
+from lmfoundry.training.budget import parse_duration
+from lmfoundry.training.spikes import SpikeSettings
+
 SCHEDULES = ("cosine", "wsd", "constant")
+OPTIMIZERS = ("adamw", "muon")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb", "none")
 
@@ -37,18 +41,30 @@ class TrainConfig:
     """optimizer steps to train (or max_tokens)"""
     max_tokens: int | None = None
     """tokens to train on, rounded up to whole steps (alternative to max_steps)"""
+    max_time: str | None = field(default=None, metadata={"alias": "--max-time"})
+    """a wall-clock budget for training ("90s", "3m", "2h", "1h30m" or seconds): the step count comes from the
+    throughput of a few probe steps, the schedule ends fully decayed at the deadline, and evals, checkpoints and
+    the time earlier sessions spent (resume) count against it. One of max_steps, max_tokens, max_time."""
     seed: int | None = None
     """data order and init seed; default run.seed"""
 
     # optimizer and schedule
+    optimizer: str = "adamw"
+    """adamw, or muon: Muon for the 2-D matrices in the blocks, AdamW for embeddings, head, norms and biases"""
     lr: float = field(default=3e-4, metadata={"alias": "--lr"})
-    """peak learning rate"""
+    """AdamW's peak learning rate (with muon: for embeddings, head, norms and biases)"""
+    muon_lr: float = 0.02
+    """Muon's peak lr (nanochat's matrix_lr; modded-nanogpt uses 0.02-0.05)"""
+    muon_momentum: float = 0.95
+    """Muon's Nesterov momentum (Keller Jordan's default)"""
     min_lr_ratio: float = 0.1
     """final lr as a fraction of the peak"""
     schedule: str = "cosine"
     """lr schedule after warmup: cosine, wsd (warmup-stable-decay) or constant"""
-    warmup_steps: int = 100
-    """linear lr warmup steps"""
+    warmup_steps: int | None = None
+    """linear lr warmup steps; default warmup_fraction of the run's (planned) steps"""
+    warmup_fraction: float = 0.05
+    """warmup length when warmup_steps is unset (scales with a max_time run)"""
     decay_fraction: float = 0.2
     """wsd: share of the steps spent decaying"""
     weight_decay: float = 0.1
@@ -113,12 +129,17 @@ class TrainConfig:
     """roll back to a checkpoint at least this many steps before the spike"""
     spike_skip_extra: int | None = None
     """batches skipped past the spike after a rollback"""
-    spike_lr_factor: float = 1.0
-    """lr multiplier for spike_lr_steps after a rollback"""
-    spike_lr_steps: int = 0
-    """steps the lowered lr lasts after a rollback"""
+    spike_lr_factor: float = 0.5
+    """after a rollback the lr is multiplied by this for spike_lr_steps steps, so the run passes the spot that
+    blew up more gently (PaLM section 5.1, OLMo 2)"""
+    spike_lr_steps: int | None = None
+    """steps the lowered lr lasts after a rollback (default: 5% of the run)"""
     spike_max_rollbacks: int = 5
     """rollbacks before the run stops (exit 3)"""
+    spike_snapshot_every: int | None = None
+    """steps between in-memory restore points (a host copy of model, optimizer and loop state) taken when no
+    disk checkpoint is that recent, so a rollback always has a clean state to return to; default: as often as
+    the rollback margin but at most 50 per run; 0: off. Memory: a few copies of the model and optimizer state"""
 
     # fault injection (tests, drills)
     poison_batches: str | None = None
@@ -145,8 +166,22 @@ class TrainConfig:
                 raise ValueError(f"recipe field train.{name}: expected a positive integer, got {value}")
         if self.global_batch_size is not None and self.grad_accum_steps is not None:
             raise ValueError("recipe section train: give global_batch_size or grad_accum_steps, not both")
-        if (self.max_steps is None) == (self.max_tokens is None):
-            raise ValueError("recipe section train: give exactly one of max_steps and max_tokens")
+        if sum(v is not None for v in (self.max_steps, self.max_tokens, self.max_time)) != 1:
+            raise ValueError("recipe section train: give exactly one of max_steps, max_tokens and max_time")
+        if self.max_time is not None:
+            self.max_time_s()  # parses or raises
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"recipe field train.optimizer: expected one of {', '.join(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
+            raise ValueError("recipe fields train.muon_lr / train.muon_momentum: expected muon_lr > 0 and "
+                             "0 <= muon_momentum < 1")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"recipe field train.warmup_fraction: expected a value in [0, 1), got "
+                             f"{self.warmup_fraction}")
+        if not 0 < self.spike_lr_factor <= 1:
+            raise ValueError(f"recipe field train.spike_lr_factor: expected a value in (0, 1], got "
+                             f"{self.spike_lr_factor}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"recipe field train.schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -162,8 +197,8 @@ class TrainConfig:
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError(f"recipe field train.decay_fraction: expected a value in [0, 1], got {self.decay_fraction}")
         for name in ("warmup_steps", "eval_every", "sample_every", "checkpoint_every", "spike_lr_steps",
-                     "spike_max_rollbacks", "sample_max_new_tokens"):
-            if getattr(self, name) < 0:
+                     "spike_max_rollbacks", "sample_max_new_tokens", "spike_snapshot_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"recipe field train.{name}: expected an integer >= 0, got {getattr(self, name)}")
         if not isinstance(self.sample_prompts, list) or not all(isinstance(p, str) for p in self.sample_prompts):
             raise ValueError("recipe field train.sample_prompts: expected a list of strings")
@@ -211,11 +246,43 @@ class TrainConfig:
             )
         return self.global_batch_size // per_pass
 
-    def total_steps(self, tokens_per_step: int) -> int:
-        """Optimizer steps of the run: ``max_steps``, or ``max_tokens`` rounded up to whole steps."""
+    def max_time_s(self) -> float | None:
+        """The training budget in seconds (None: the run is sized in steps or tokens)."""
+        if self.max_time is None:
+            return None
+        try:
+            return parse_duration(self.max_time)
+        except ValueError as err:
+            raise ValueError(f"recipe field train.max_time: {err}") from None
+
+    def total_steps(self, tokens_per_step: int) -> int | None:
+        """Optimizer steps of the run: ``max_steps``, or ``max_tokens`` rounded up to whole steps;
+        None for a ``max_time`` run, whose steps are planned from measured throughput."""
         if self.max_steps is not None:
             return self.max_steps
-        return math.ceil(self.max_tokens / tokens_per_step)
+        if self.max_tokens is not None:
+            return math.ceil(self.max_tokens / tokens_per_step)
+        return None
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps: ``warmup_steps``, else ``warmup_fraction`` of the run (at least 1 when > 0)."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return max(1, round(self.warmup_fraction * total_steps)) if self.warmup_fraction > 0 else 0
+
+    def spike_settings(self, total_steps: int) -> SpikeSettings:
+        """The spike fields as one object, with the run-length defaults resolved."""
+        margin = self.rollback_steps(total_steps)
+        snapshot_every = self.spike_snapshot_every
+        if snapshot_every is None:
+            snapshot_every = max(margin, math.ceil(total_steps / 50))
+        return SpikeSettings(
+            enabled=self.spike_detection, window=self.spike_window, min_history=self.spike_min_history,
+            zscore=self.spike_zscore, grad_zscore=self.spike_grad_zscore, ratio=self.spike_ratio,
+            clean_after=margin, skip_extra=self.skip_extra(total_steps), lr_factor=self.spike_lr_factor,
+            lr_steps=self.spike_lr_steps if self.spike_lr_steps is not None else max(1, total_steps // 20),
+            max_rollbacks=self.spike_max_rollbacks, snapshot_every=snapshot_every if self.spike_detection else 0,
+        )
 
     def rollback_steps(self, total_steps: int) -> int:
         """How far before a spike a restored checkpoint must be (PaLM: ~100 steps), scaled to short runs."""

@@ -3,8 +3,11 @@
 ``metrics.jsonl`` holds one JSON object per line with a ``kind``: ``run`` (one per session, at its
 start: device, processes, precision, library versions; see :mod:`lmfoundry.training.environment`),
 ``train`` (step, loss, lr, grad_norm, tokens, tokens_per_s, mfu, elapsed_s, train_time_s), ``val``
-(val_loss, val_bpb) or ``samples`` (generations from the fixed prompts). A step can appear more than
-once when a spike rollback replays it; the last record of a step is the one the run kept.
+(val_loss, val_bpb), ``samples`` (generations from the fixed prompts) or ``rollback`` (a loss spike
+rolled the run back: ``step`` is the step restored, ``spike_step`` the step that spiked, with what was
+restored and skipped and the lr reduction that follows). A rollback removes the rows of the abandoned
+steps, so the file is one history: each step appears once, as the run kept it (``run`` and
+``rollback`` records stay; ``spikes.jsonl`` lists every spike too).
 
 ``elapsed_s`` is wall-clock seconds since this session started (it restarts on resume);
 ``train_time_s`` is wall-clock seconds of training over all sessions: it is checkpointed, so a
@@ -59,12 +62,13 @@ class JsonlLog:
                     continue
         return records
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records of steps after ``step`` (a resumed run replays them); atomic rewrite."""
+    def truncate_after(self, step: int, keep_kinds: tuple[str, ...] = ()) -> None:
+        """Drop records of steps after ``step`` (a resumed run replays them, a rollback abandoned them),
+        except those whose ``kind`` is in ``keep_kinds`` (events, not rows of a branch); atomic rewrite."""
         self.close()
         if not self.path.is_file():
             return
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        kept = [r for r in self.read() if r.get("step", 0) <= step or r.get("kind") in keep_kinds]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         os.replace(tmp, self.path)

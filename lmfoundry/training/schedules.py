@@ -37,7 +37,8 @@ def lr_at(
         progress = min(1.0, (step - warmup_steps) / span)
         return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "wsd":
-        decay_steps = round(total_steps * decay_fraction)
+        # at least one decay step when asked for any: a very short run still ends decayed
+        decay_steps = max(1, round(total_steps * decay_fraction)) if decay_fraction > 0 else 0
         decay_start = max(warmup_steps, total_steps - decay_steps)
         if step < decay_start or decay_steps == 0:
             return lr

@@ -32,6 +32,28 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class SpikeSettings:
+    """Everything the loop needs to detect a spike and recover from it, resolved for one run.
+
+    Built by :meth:`lmfoundry.training.config.TrainConfig.spike_settings` from the recipe's
+    ``spike_*`` fields, with the run-length-dependent defaults filled in.
+    """
+
+    enabled: bool = True
+    window: int = 128  # steps of history for the z-scores (OLMo-core: 128)
+    min_history: int = 16  # accepted steps before a z-score counts
+    zscore: float = 6.0  # loss threshold, in standard deviations
+    grad_zscore: float = 6.0  # gradient-norm threshold; 0 turns that check off
+    ratio: float = 3.0  # early guard: loss above ratio x median of the steps seen
+    clean_after: int = 1  # steps past a restore point without a spike before it counts as clean
+    skip_extra: int = 1  # batches skipped past the spike itself
+    lr_factor: float = 0.5  # after a rollback the lr is multiplied by this ...
+    lr_steps: int = 0  # ... for this many steps
+    max_rollbacks: int = 5  # more than this many rollbacks stop the run
+    snapshot_every: int = 0  # steps between in-memory restore points (0: none; disk checkpoints only)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What the detector concluded about one step."""
 
@@ -41,12 +63,12 @@ class Verdict:
 
 
 class SpikeDetector:
-    def __init__(self, window: int = 128, min_history: int = 16, zscore: float = 6.0, ratio: float = 3.0,
-                 grad_zscore: float = 6.0):
-        self.window, self.min_history, self.ratio = window, min_history, ratio
-        self.threshold, self.grad_threshold = zscore, grad_zscore
-        self.losses: deque[float] = deque(maxlen=window)
-        self.grad_norms: deque[float] = deque(maxlen=window)
+    def __init__(self, settings: SpikeSettings | None = None):
+        settings = settings or SpikeSettings()
+        self.window, self.min_history, self.ratio = settings.window, settings.min_history, settings.ratio
+        self.threshold, self.grad_threshold = settings.zscore, settings.grad_zscore
+        self.losses: deque[float] = deque(maxlen=self.window)
+        self.grad_norms: deque[float] = deque(maxlen=self.window)
 
     def check(self, loss: float, grad_norm: float | None, warming_up: bool = False) -> Verdict:
         """Judge a step without recording it (``grad_norm`` None: not known, e.g. under DeepSpeed).
