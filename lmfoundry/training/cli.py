@@ -22,6 +22,8 @@ VERBS = (
             Option("--output", "training run folder", folder="train"),
             Option("--resume", "continue from the newest complete checkpoint (required to exist); without this "
                    "flag a run folder that has checkpoints is resumed too", switch=True),
+            Option("--force-recipe-change", "resume even though model/train fields that change results differ from "
+                   "the recorded recipe", switch=True),
         ),
     ),
     Verb(
@@ -50,7 +52,8 @@ def run(inv: Invocation) -> int:
     for name in ("shards", "tokenizer"):
         if not section.get(name):
             section[name] = str(getattr(inv.layout, name))
-    summary = train(inv.recipe, inv.options.output, resume=True if inv.options.resume else None)
+    summary = train(inv.recipe, inv.options.output, resume=True if inv.options.resume else None,
+                    force_recipe_change=inv.options.force_recipe_change)
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")
     print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to {summary['model_dir']}")

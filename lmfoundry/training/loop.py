@@ -42,7 +42,7 @@ from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.data.shards import read_manifest
 from lmfoundry.errors import DivergedError
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.recipe import coerce_fields, dump_recipe, parse_section
+from lmfoundry.recipe import coerce_fields, dump_recipe, load_recipe, parse_section
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.budget import planned_steps
@@ -51,6 +51,7 @@ from lmfoundry.training.config import TrainConfig
 from lmfoundry.training.environment import make_accelerator, parameter_layout, run_record
 from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
 from lmfoundry.training.optim import build_optimizers
+from lmfoundry.training.recipe_check import check_resume_recipe
 from lmfoundry.training.schedules import lr_at
 from lmfoundry.training.sizing import AutoPlan, apply_plan, is_auto, resolve_auto_recipe
 from lmfoundry.training.spikes import SpikeDetector, Verdict
@@ -208,7 +209,8 @@ def _due(step: int, every: int) -> bool:
 class Trainer:
     """One training run: built from a recipe, run once by :meth:`fit`. Use :func:`train`."""
 
-    def __init__(self, recipe: dict, output_dir: str | Path, resume: bool | None = None):
+    def __init__(self, recipe: dict, output_dir: str | Path, resume: bool | None = None,
+                 force_recipe_change: bool = False):
         self.auto_plan: AutoPlan | None = None
         if is_auto(recipe):
             recipe = _resolve_auto(recipe, Path(output_dir))
@@ -257,6 +259,10 @@ class Trainer:
                                            **{k: getattr(self.model_config, k) for k in
                                               ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")}},
                        "train": {**cfg.to_dict(), "seed": self.seed}}
+        recorded = self.output_dir / "recipe.yaml"
+        if self.resuming and recorded.is_file():
+            for change in check_resume_recipe(load_recipe(recorded), self.recipe, str(recorded), force_recipe_change):
+                logger.info("resuming with a changed recipe field: %s", change)
         set_seed(self.seed)
         model = FoundryForCausalLM(self.model_config)
         if cfg.gradient_checkpointing:  # recompute each layer's activations in backward: memory for compute
@@ -666,15 +672,17 @@ class Trainer:
         acc.wait_for_everyone()
 
 
-def train(recipe: dict, output_dir: str | Path, resume: bool | None = None) -> dict:
+def train(recipe: dict, output_dir: str | Path, resume: bool | None = None, force_recipe_change: bool = False) -> dict:
     """Train the recipe's model on its token shards; returns a summary (steps, losses, paths).
 
     ``resume``: True requires a checkpoint to continue from, None continues when the run folder has
-    one and starts fresh otherwise, False refuses a folder that already holds checkpoints.
+    one and starts fresh otherwise, False refuses a folder that already holds checkpoints. A resume
+    whose ``model``/``train`` fields would change results is refused unless ``force_recipe_change``
+    (:mod:`lmfoundry.training.recipe_check`).
     """
     # accelerate narrates every file it saves at INFO; the loop's own log says what matters
     logging.getLogger("accelerate").setLevel(max(logging.WARNING, logging.getLogger("accelerate").level))
-    trainer = Trainer(recipe, output_dir, resume)
+    trainer = Trainer(recipe, output_dir, resume, force_recipe_change)
     with _log_file(trainer.output_dir / "train.log", trainer.accelerator.is_main_process):
         return trainer.fit()
 
