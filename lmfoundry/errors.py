@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -92,7 +93,9 @@ def _os_message(err: OSError) -> str:
     """``PATH: what is wrong (what was expected)``, from an OSError whose text may lack the path."""
     if err.filename is None:
         return str(err)
-    what = _OS_ERRORS.get(err.errno or 0, err.strerror or str(err))
+    # the raiser's own words when it wrote some (a full disk with the size needed), else ours for the errno
+    custom = err.strerror and err.errno is not None and err.strerror != os.strerror(err.errno)
+    what = err.strerror if custom else _OS_ERRORS.get(err.errno or 0, err.strerror or str(err))
     return f"{err.filename}: {what}"
 
 

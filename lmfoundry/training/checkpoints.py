@@ -23,6 +23,7 @@ spike (:meth:`CheckpointManager.after_step`); only clean points are rollback tar
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -277,6 +278,21 @@ class CheckpointManager:
             obj.load_state_dict(_host_copy(state))  # a copy: the snapshot may be restored again
         _set_rng_state(point.rng)
 
+    def _state_bytes(self) -> int:
+        """About what a checkpoint writes: every tensor the tracked objects hold (model and optimizer state)."""
+        total = 0
+        for obj in self.tracked:
+            stack = [obj.state_dict()] if hasattr(obj, "state_dict") else []
+            while stack:
+                item = stack.pop()
+                if isinstance(item, torch.Tensor):
+                    total += item.numel() * item.element_size()
+                elif isinstance(item, dict):
+                    stack.extend(item.values())
+                elif isinstance(item, list | tuple):
+                    stack.extend(item)
+        return total
+
     def remove_incomplete(self) -> None:
         """Delete leftovers of interrupted writes (temporary folders, ``step-N`` without marker)."""
         if self.accelerator.is_main_process and self.root.is_dir():
@@ -299,7 +315,10 @@ class CheckpointManager:
             if tmp.exists():
                 shutil.rmtree(tmp)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
+        try:
+            self.accelerator.save_state(str(tmp))
+        except (OSError, RuntimeError) as err:
+            raise _disk_full(err, tmp, self._state_bytes()) from err
         self.accelerator.wait_for_everyone()
         faults.maybe_kill("checkpoint", step)
         if self.accelerator.is_main_process:
@@ -326,7 +345,14 @@ class CheckpointManager:
                 shutil.rmtree(converted)
         else:
             check_mode(checkpoint.path, acc.distributed_type)
-            acc.load_state(str(checkpoint.path))
+            try:
+                acc.load_state(str(checkpoint.path))
+            except RuntimeError as err:
+                if "size mismatch" not in str(err):
+                    raise
+                first = next(line.strip() for line in str(err).splitlines() if "size mismatch" in line)
+                raise ValueError(f"{checkpoint.path}: the checkpoint does not fit this model ({first}) (expected the "
+                                 "model section it was saved with)") from None
         # load_state restores accelerate's micro-batch counter, which decides the gradient-sync
         # micro-step of accumulate(). It counts the saving run's micro-batches: resumed on another
         # number of processes (2 x 1 -> 1 x 2 from an odd step) it would sync on the wrong one and
@@ -369,3 +395,16 @@ class CheckpointManager:
         for ckpt in done:
             if ckpt.path not in keep:
                 shutil.rmtree(ckpt.path)
+
+
+def _disk_full(err: BaseException, path: Path, needed: int) -> BaseException:
+    """torch's zip writer reports a full disk as ``[enforce fail ...] unexpected pos``: name it, and the size.
+
+    The checkpoint is written beside the earlier ones and renamed only when whole, so they stay usable.
+    """
+    full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full and "unexpected pos" not in str(err) and "No space left" not in str(err):
+        return err
+    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    return OSError(errno.ENOSPC, f"no space left on device (needed about {needed / 1e6:.0f} MB, "
+                                 f"{free / 1e6:.0f} MB free; the earlier checkpoints are intact)", str(path))
