@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from lmfoundry.data.curation import CurateConfig, curate
-from lmfoundry.data.curation.config import FILTER_DEFAULTS
+from lmfoundry.data.curation.config import FILTER_NAMES
 
 N_GROUPS = 60
 N_WORDS = 300
@@ -96,7 +96,7 @@ def test_dedup_precision_and_recall_on_planted_duplicates(tmp_path):
     roles = build_corpus(corpus)
     config = CurateConfig(
         inputs=[str(corpus / "a_base.jsonl"), str(corpus / "b_copies"), str(corpus / "c_near.jsonl.gz")],
-        filters={name: False for name in FILTER_DEFAULTS},
+        filters={name: False for name in FILTER_NAMES},
         pii=False,
         workers=1,
         tasks=1,
