@@ -40,11 +40,13 @@ DATA_REQUIRES = [
     "pyahocorasick>=2.0",  # datatrove's URL filter
     "fasteners>=0.19",  # datatrove's URL filter
     "lxml_html_clean>=0.4",  # trafilatura 2.3 fails to import without it (WARC extraction)
+    "spacy>=3.7",  # the default word splitting (spaCy's rules, blank English: no model download)
+    "enry-python>=0.2",  # GitHub linguist's vendored/generated/documentation rules (go-enry)
+    "charset-normalizer>=3.0",  # the encoding of text files and pages that are not UTF-8
 ]
 EVAL_REQUIRES = ["lm-eval>=0.4.8"]
 TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", *DATA_REQUIRES, *EVAL_REQUIRES]
-# spaCy: only the curation benchmark's reference side (stock datatrove filters) needs it.
-DEV_REQUIRES = ["ruff>=0.8", "spacy>=3.7", *TEST_REQUIRES]
+DEV_REQUIRES = ["ruff>=0.8", *TEST_REQUIRES]
 
 setup(
     name="lmfoundry",

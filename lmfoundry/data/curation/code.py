@@ -93,6 +93,7 @@ def generated_by_content(relative: str | Path, content: bytes) -> bool:
 _LICENSE_FILES = re.compile(r"^(?:LICEN[CS]E|COPYING|UNLICENSE)(?:[.-].*)?$", re.I)
 # (SPDX id, phrases that all appear in the license text), most specific first.
 _LICENSE_TEXTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("PSF-2.0", ("python software foundation license",)),  # first: its text discusses the GPL
     ("AGPL-3.0", ("gnu affero general public license", "version 3")),
     ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
     ("LGPL-2.1", ("gnu lesser general public license", "version 2.1")),
@@ -100,7 +101,6 @@ _LICENSE_TEXTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("GPL-2.0", ("gnu general public license", "version 2")),
     ("Apache-2.0", ("apache license", "version 2.0")),
     ("MPL-2.0", ("mozilla public license", "2.0")),
-    ("PSF-2.0", ("python software foundation license",)),
     ("Unlicense", ("this is free and unencumbered software released into the public domain",)),
     ("ISC", ("permission to use, copy, modify, and/or distribute this software for any purpose",)),
     ("MIT", ("permission is hereby granted, free of charge", "the above copyright notice")),

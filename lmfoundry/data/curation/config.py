@@ -95,7 +95,7 @@ DEDUP_DEFAULTS: dict[str, Any] = {
     "verify": False,
 }
 OUTPUT_FORMATS = ("jsonl", "parquet")
-WORD_TOKENIZERS = ("regex", "spacy")
+WORD_TOKENIZERS = ("spacy_cached", "regex", "spacy")
 
 
 @dataclass
@@ -122,7 +122,11 @@ class CurateConfig:
     # seed, similarity (a target Jaccard that chooses the bands), verify (true Jaccard check).
     dedup: dict[str, Any] = field(default_factory=dict)
     pii: bool = True
-    word_tokenizer: str = "regex"
+    # Word splitting for the word-based rules and MinHash: ``spacy_cached`` gives datatrove's spaCy
+    # words exactly, each distinct whitespace-separated chunk split once (words.py); ``spacy`` is
+    # datatrove's own spaCy tokenizer (slow); ``regex`` needs no spaCy but splits some words
+    # differently (curly apostrophes, abbreviations such as Mr. and St.).
+    word_tokenizer: str = "spacy_cached"
     # datatrove's own code for the steps lmfoundry re-implements for speed (Gopher rules, MinHash
     # shingling): same decisions, slower; the reference that benchmarks/curate_speed.py measures.
     stock_steps: bool = False
@@ -256,9 +260,10 @@ class CurateConfig:
                 raise ValueError(
                     f"recipe field data.{name}: expected one of {', '.join(choices)}, got {value!r}"
                 )
-        if self.word_tokenizer == "spacy" and importlib.util.find_spec("spacy") is None:
+        if self.word_tokenizer != "regex" and importlib.util.find_spec("spacy") is None:
             raise ValueError(
-                "recipe field data.word_tokenizer: 'spacy' needs the spacy package (pip install spacy)"
+                f"recipe field data.word_tokenizer: {self.word_tokenizer!r} needs the spacy package "
+                "(pip install spacy), or use 'regex'"
             )
         for name in ("pii", "stock_steps", "progress", "strip_gutenberg"):
             if not isinstance(getattr(self, name), bool):

@@ -62,23 +62,29 @@ def detection_probability(similarity: float, num_buckets: int, hashes_per_bucket
     return 1.0 - (1.0 - similarity**hashes_per_bucket) ** num_buckets
 
 
-def bands_for_similarity(similarity: float, budget: int = HASH_BUDGET) -> tuple[int, int]:
-    """``(num_buckets, hashes_per_bucket)`` whose detection curve best separates pairs at ``similarity``.
+def bands_for_similarity(
+    similarity: float, budget: int = HASH_BUDGET, recall: float = 0.9
+) -> tuple[int, int]:
+    """``(num_buckets, hashes_per_bucket)`` that catch pairs of Jaccard ``similarity`` with >= ``recall``.
 
-    As datasketch's ``MinHashLSH`` chooses them: within ``budget`` hashes, minimise the area of
-    false positives below the threshold plus false negatives above it (equal weights).
+    Among the band shapes within ``budget`` hashes that detect a pair at the target similarity with
+    at least ``recall`` probability, the one with the fewest candidate pairs below it (the area
+    under the detection curve from 0 to the target). Candidates below the target are then either
+    accepted as near duplicates or, with ``verify: true``, checked by their true Jaccard.
     """
-
-    grid = (np.arange(400) + 0.5) / 400  # midpoints on [0, 1]
-    below = grid < similarity
+    grid = (np.arange(400) + 0.5) / 400 * similarity  # midpoints on [0, similarity]
     best: tuple[float, int, int] | None = None
     for b in range(1, budget + 1):
         for r in range(1, budget // b + 1):
-            p = 1.0 - (1.0 - grid**r) ** b
-            error = float(p[below].sum() + (1.0 - p[~below]).sum()) / len(grid)
-            if best is None or error < best[0] - 1e-12:
-                best = (error, b, r)
-    assert best is not None
+            if detection_probability(similarity, b, r) < recall:
+                continue
+            false_area = float((1.0 - (1.0 - grid**r) ** b).mean())
+            if best is None or false_area < best[0] - 1e-12:
+                best = (false_area, b, r)
+    if best is None:
+        raise ValueError(
+            f"data.dedup.similarity {similarity}: no band shape within {budget} hashes reaches it"
+        )
     return best[1], best[2]
 
 

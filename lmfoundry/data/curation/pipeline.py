@@ -56,7 +56,7 @@ from lmfoundry.data.curation.report import (
     nothing_kept_message,
 )
 from lmfoundry.data.curation.sources import Inputs, SourceReader, discover_inputs
-from lmfoundry.data.curation.words import RegexWordTokenizer
+from lmfoundry.data.curation.words import CachedSpacyTokenizer, RegexWordTokenizer
 from lmfoundry.data.executors import make_executor
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def _make_executor(
         options=config.executor_options,
         depends=depends,
         parallel=parallel,
-        preload=(__name__,),
+        # spaCy's import (the word splitting) is paid once in the fork server, not once per worker
+        preload=(__name__,) if config.word_tokenizer == "regex" else (__name__, "spacy", "spacy.lang.en"),
     )
 
 
@@ -170,7 +171,11 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
     write_json_atomic(work / "config.json", fingerprint)
     plan = CurationPlan(config, out, work, inputs)
 
-    word_tokenizer: Any = "en" if config.word_tokenizer == "spacy" else RegexWordTokenizer()
+    word_tokenizer: Any = {
+        "spacy": lambda: "en",  # datatrove's stock spaCy tokenizer
+        "spacy_cached": CachedSpacyTokenizer,
+        "regex": RegexWordTokenizer,
+    }[config.word_tokenizer]()
     exclusion = Path(config.exclusion_dir) if config.exclusion_dir else None
 
     def exclusion_writer(rule: str):

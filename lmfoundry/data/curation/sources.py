@@ -153,7 +153,7 @@ def _files_of(
             )
         return [InputFile(str(path), fmt, source, path.name, path.stat().st_size, kind)], Counter()
     as_code = forced == "code" or (forced is None and is_git_checkout(path))
-    license_id = repository_license(path) if as_code else None
+    license_id = repository_license(path)  # a LICENSE/COPYING file covers every file of the folder
     found: list[InputFile] = []
     left_out: Counter = Counter()
     hidden = 0 if as_code else _hidden_count(path)  # git ls-files lists no .git; the walk skips dot paths
@@ -478,41 +478,51 @@ class SourceReader(PipelineStep):
     # ---- WARC / WET: HTML responses (extracted later by trafilatura) and WET conversions --------
     def read_warc(self, item: InputFile) -> Iterator[Document]:
         """Every record counted by type and content type; after damage, resume at the next record."""
+        counter = [0]
+        with open(item.path, "rb") as f:
+            offset: int | None = 0
+            while offset is not None:
+                offset = yield from self._warc_from(item, f, offset, counter)
+
+    def _warc_from(self, item: InputFile, f: IO[bytes], start: int, counter: list[int]):
+        """Read records from byte ``start``; return where to resume after damage, or None at the end."""
         from warcio.archiveiterator import ArchiveIterator
         from warcio.exceptions import ArchiveLoadFailed
 
-        records = 0
-        offset = 0
-        with open(item.path, "rb") as f:
-            while offset is not None:
-                f.seek(offset)
-                archive = ArchiveIterator(f, arc2warc=True)
-                try:
-                    for record in archive:
-                        records += 1
-                        doc = self._warc_record_to_doc(item, record, records)
-                        if doc is not None:
-                            yield doc
-                except (ArchiveLoadFailed, *_READ_DECODE_ERRORS) as err:
-                    where = f"{item.path}:record {records + 1}"
-                    self.skip(item, where, "warc_damaged_record", f"{type(err).__name__}: {err}")
-                    offset = _next_warc_record(f, offset + max(archive.offset, 0) + 1)
-                    if offset is None:
-                        break
-                    logger.warning("%s: reading resumes at byte %d", item.path, offset)
-                    continue
-                end = offset + archive.offset
-                offset = None
-                # warcio ends quietly at a cut gzip member: unread bytes at the end mean a lost record
-                if end < item.size:
-                    where = f"{item.path}:record {records + 1}"
-                    resume = _next_warc_record(f, end + 1)
-                    self.skip(
-                        item, where, "warc_truncated_record", f"{item.size - end} bytes after the last record"
-                    )
-                    if resume is not None:
-                        logger.warning("%s: reading resumes at byte %d", item.path, resume)
-                        offset = resume
+        f.seek(start)
+        archive = ArchiveIterator(f, arc2warc=True)
+        records = iter(archive)
+        while True:
+            in_record = False
+            try:
+                record = next(records)
+                counter[0] += 1
+                in_record = True
+                doc = self._warc_record_to_doc(item, record, counter[0])
+            except StopIteration:
+                break
+            except (ArchiveLoadFailed, *_READ_DECODE_ERRORS) as err:
+                # a record that could not be read to its end, or damage between records
+                reason = "warc_damaged_record" if in_record else "warc_damaged_data"
+                where = f"{item.path}:record {counter[0] + (not in_record)}"
+                self.skip(item, where, reason, f"{type(err).__name__}: {err}")
+                return self._resume_warc(item, f, start + max(archive.offset, 0) + 1)
+            if doc is not None:
+                yield doc
+        end = start + archive.offset
+        if end >= item.size:
+            return None
+        # warcio ends quietly at a cut gzip member: unread bytes at the end mean a lost record
+        where = f"{item.path}:record {counter[0] + 1}"
+        self.skip(item, where, "warc_truncated_tail", f"{item.size - end} bytes after the last record")
+        return self._resume_warc(item, f, end + 1)
+
+    @staticmethod
+    def _resume_warc(item: InputFile, f: IO[bytes], start: int) -> int | None:
+        offset = _next_warc_record(f, start)
+        if offset is not None:
+            logger.warning("%s: reading resumes at byte %d", item.path, offset)
+        return offset
 
     def _warc_record_to_doc(self, item: InputFile, record, index: int) -> Document | None:
         headers = record.rec_headers
@@ -657,7 +667,7 @@ _GUTENBERG_START = re.compile(
     r"^\*{3} ?START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK[^\n]*(?:\n[^\n]*\*{3})?[^\n]*\n", re.I | re.M
 )
 _GUTENBERG_END = re.compile(
-    r"^(?:\*{3} ?END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK|End of (?:the )?Project Gutenberg'?s? E-?Book)",
+    r"^(?:\*{3} ?END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK|End of (?:the |this )?Project Gutenberg)",
     re.I | re.M,
 )
 
