@@ -143,7 +143,9 @@ def test_configuration_mistakes_fail_before_any_work(tmp_path):
         curate(CurateConfig(inputs=[str(tmp_path / "not-there")]), out)
     with pytest.raises(ValueError, match=r"unknown filter.*gopher_qualty"):
         curate(CurateConfig(inputs=[str(good)], filters={"gopher_qualty": {}}), out)
-    with pytest.raises(ValueError, match=r"filters\.gopher_quality \(kind web\): unknown parameter.*min_words"):
+    with pytest.raises(
+        ValueError, match=r"filters\.gopher_quality \(kind web\): unknown parameter.*min_words"
+    ):
         curate(CurateConfig(inputs=[str(good)], filters={"gopher_quality": {"min_words": 5}}), out)
     with pytest.raises(ValueError, match=r"data\.dedup: unknown setting.*buckets"):
         curate(CurateConfig(inputs=[str(good)], dedup={"buckets": 4}), out)
@@ -346,3 +348,55 @@ def test_word_lists_come_from_local_copies(monkeypatch):
         False,
         "domain",
     )
+
+
+# ---- per-kind rules -----------------------------------------------------------------------------
+
+
+def test_each_kind_has_its_rules_and_a_recipe_overrides_them_per_kind():
+    from lmfoundry.data.curation.config import KIND_FILTER_DEFAULTS
+
+    params = CurateConfig(inputs=["x"]).filter_params()
+    assert list(params["web"]) == ["url", "language", "gopher_repetition", "gopher_quality", "c4_quality",
+                                   "fineweb_quality"]  # fmt: skip
+    assert list(params["book"]) == ["language", "gopher_repetition", "gopher_quality"]
+    assert params["book"]["gopher_quality"]["max_doc_words"] is None  # no length cap for books
+    assert params["book"]["gopher_repetition"]["dup_line_frac"] is None  # paragraph-level repetition
+    assert list(params["code"]) == ["code"]
+    assert set(params["docs"]) == set(KIND_FILTER_DEFAULTS["docs"])
+
+    config = CurateConfig(
+        inputs=["x"],
+        filters={
+            "gopher_quality": {"min_doc_words": 30},  # every kind that has the rule
+            "c4_badwords": True,  # on where a kind names it (web)
+            "book": {"language": False, "c4_quality": {}},  # one kind
+            "web": {"url": False},
+        },
+    )
+    params = config.filter_params()
+    assert params["web"]["gopher_quality"]["min_doc_words"] == 30
+    assert params["book"]["gopher_quality"] == {"max_doc_words": None, "max_non_alpha_words_ratio": 0.6,
+                                                "min_doc_words": 30}  # fmt: skip
+    assert "language" not in params["book"] and "c4_quality" in params["book"]
+    assert "url" not in params["web"] and "c4_badwords" in params["web"]
+    assert "c4_badwords" not in params["book"]
+    config.validate()
+    with pytest.raises(ValueError, match=r"data\.filters\.book: unknown filter\(s\) gopher"):
+        CurateConfig(inputs=["x"], filters={"book": {"gopher": {}}}).filter_params()
+    with pytest.raises(ValueError, match=r"unknown filter\(s\) or kind\(s\) novel"):
+        CurateConfig(inputs=["x"], filters={"novel": {}}).filter_params()
+
+
+def test_kind_forced_by_the_input_spec_and_by_a_record_field(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        json.dumps({"text": "a web page", "id": "w"})
+        + "\n"
+        + json.dumps({"text": "a book", "id": "b", "kind": "book"})
+        + "\n"
+    )
+    docs, _ = read_all([str(path)])
+    assert {d.id: d.metadata["kind"] for d in docs} == {"w": "web", "b": "book"}
+    docs, _ = read_all([f"docs:{path}"])
+    assert {d.metadata["kind"] for d in docs} == {"docs"}

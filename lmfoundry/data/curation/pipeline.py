@@ -112,7 +112,9 @@ def _make_executor(
         depends=depends,
         parallel=parallel,
         # spaCy's import (the word splitting) is paid once in the fork server, not once per worker
-        preload=(__name__,) if config.word_tokenizer == "regex" else (__name__, "spacy", "spacy.lang.en"),
+        preload=(__name__,)
+        if config.word_tokenizer == "regex"
+        else (__name__, "lmfoundry.data.curation.spacy_en"),
     )
 
 

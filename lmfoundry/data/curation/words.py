@@ -66,33 +66,38 @@ def _split_words(text: str) -> list[str]:
     return _WORD_RE.findall(text)
 
 
+# Chunk -> its spaCy words, shared by every tokenizer of the process: a worker that runs several
+# tasks keeps what it learned. The split of a chunk never changes, so sharing is safe.
+_CHUNKS: dict[str, list[str]] = {}
+
+
 class CachedSpacyTokenizer(WordTokenizer):
     """datatrove's spaCy word splits (blank English: rules only, no model download), chunk by chunk."""
 
     max_cache = 1_000_000  # distinct chunks remembered before the cache starts over
 
     def __init__(self, language: str = "en"):
+        if language != "en":
+            raise ValueError(
+                f"word_tokenizer spacy_cached: only English ('en') is built in, got {language!r}"
+            )
         super().__init__(language)
-        self._nlp = None
-        self._cache: dict[str, list[str]] = {}
-
-    @property
-    def nlp(self):
-        if self._nlp is None:
-            import spacy
-
-            self._nlp = spacy.blank(self.language)
-        return self._nlp
 
     def _split_chunk(self, chunk: str) -> list[str]:
-        words = [token.text for token in self.nlp.tokenizer(chunk)]
-        if len(self._cache) >= self.max_cache:
-            self._cache.clear()
-        self._cache[chunk] = words
+        from lmfoundry.data.curation.spacy_en import SPECIAL_CASES, TOKENIZER
+
+        # ASCII letters only and no special case: no prefix, suffix or infix rule can apply
+        if chunk.isascii() and chunk.isalpha() and chunk not in SPECIAL_CASES:
+            words = [chunk]
+        else:
+            words = [token.text for token in TOKENIZER(chunk)]
+        if len(_CHUNKS) >= self.max_cache:
+            _CHUNKS.clear()
+        _CHUNKS[chunk] = words
         return words
 
     def word_tokenize(self, text: str) -> list[str]:
-        cache = self._cache
+        cache = _CHUNKS
         words: list[str] = []
         for chunk in text.split():
             split = cache.get(chunk)
@@ -114,12 +119,6 @@ class CachedSpacyTokenizer(WordTokenizer):
     @property
     def _stock(self) -> WordTokenizer:
         return load_spacy_tokenizer(self.language)
-
-    def __getstate__(self) -> dict:
-        return {"language": self.language}  # spaCy and the cache are rebuilt in each worker
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["language"])
 
     # Passed as datatrove's ``language`` key of an lru_cache: equal tokenizers hash equally.
     def __eq__(self, other: object) -> bool:
