@@ -178,7 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     megabytes = args.mb or (1 if args.quick else 24)
     workers = 1 if args.quick else args.workers
-    tasks = 2 if args.quick else 4 * args.workers
+    tasks = 2 if args.quick or args.real else 4 * args.workers  # the real corpus is small (~3 MB)
 
     root = Path(tempfile.mkdtemp(prefix="curate-bench-"))
     try:
