@@ -109,14 +109,8 @@ def tokenize_shards(
 
         return tokenize_corpus(inputs, tokenizer_dir, output_dir, workers=workers, **settings)
     return tokenize_on_executor(
-        inputs,
-        tokenizer_dir,
-        output_dir,
-        tasks=tasks or workers,
-        workers=workers,
-        executor=executor or "local",
-        executor_options=executor_options,
-        **settings,
+        inputs, tokenizer_dir, output_dir, tasks=tasks or workers, workers=workers,
+        executor=executor or "local", executor_options=executor_options, **settings,
     )
 
 
