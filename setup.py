@@ -40,14 +40,16 @@ DATA_REQUIRES = [
     "pyahocorasick>=2.0",  # datatrove's URL filter
     "fasteners>=0.19",  # datatrove's URL filter
     "lxml_html_clean>=0.4",  # trafilatura 2.3 fails to import without it (WARC extraction)
+    "spacy>=3.7",  # the default word splitting (spaCy's rules, blank English: no model download)
+    "enry-python>=0.2",  # GitHub linguist's vendored/generated/documentation rules (go-enry)
+    "charset-normalizer>=3.0",  # the encoding of text files and pages that are not UTF-8
 ]
 EVAL_REQUIRES = ["lm-eval>=0.4.8"]
 # Ray: the data stages' `executor: ray` (datatrove's RayPipelineExecutor); Slurm needs no Python package.
 # DeepSpeed is not an extra: it installs with `DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed`.
 CLUSTER_REQUIRES = ["ray[default]>=2.40"]
 TEST_REQUIRES = ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "import-linter>=2.1", *DATA_REQUIRES, *EVAL_REQUIRES, *CLUSTER_REQUIRES]
-# spaCy: only the curation benchmark's reference side (stock datatrove filters) needs it.
-DEV_REQUIRES = ["ruff>=0.8", "spacy>=3.7", *TEST_REQUIRES]
+DEV_REQUIRES = ["ruff>=0.8", *TEST_REQUIRES]
 
 setup(
     name="lmfoundry",

@@ -45,9 +45,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from lmfoundry.data.tokenize import tokenize_corpus
 
 from lmfoundry.data.default_corpus import write_bible_chapters, write_stdlib_code
-from lmfoundry.data.tokenize import tokenize_corpus
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.training import train
 from lmfoundry.training.budget import parse_duration

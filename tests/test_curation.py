@@ -130,14 +130,16 @@ def test_books_and_code_pass_the_default_rules(curated, corpus):
     assert len(records) == stats["output"]["documents"]
     assert {r["source"] for r in records} == {str(p) for p in corpus.values()}
     py = next(r for r in records if r["metadata"].get("path") == "argparse.py")
-    assert py["metadata"]["language"] == "python" and py["metadata"]["domain"] == "code"
+    assert py["metadata"]["language"] == "python" and py["metadata"]["kind"] == "code"
     source = (corpus["code"] / "argparse.py").read_text(encoding="utf-8")
     assert py["text"].splitlines()[5:] == source.splitlines()[5:]  # whole file; authors' e-mails scrubbed
     assert "steven.bethard@gmail.com" in source and "steven.bethard@gmail.com" not in py["text"]
     # code never met a prose rule, prose never met a code rule
     stages = {s["name"]: s for s in stats["stages"]}
-    assert stages["code"]["documents_in"] == len(STDLIB_MODULES)
-    assert stages["gopher_quality"]["documents_in"] <= 33
+    assert stages["code@code"]["documents_in"] == len(STDLIB_MODULES)
+    assert stages["gopher_quality@book"]["documents_in"] <= 30  # the chapters: books
+    assert stages["gopher_quality@web"]["documents_in"] <= 3  # the jsonl records: web
+    assert stats["read"]["by_kind"]["book"]["documents"] == 30
 
 
 def test_language_pii_and_duplicates_across_sources(curated):
@@ -221,14 +223,14 @@ def test_cli_curate_with_recipe_and_flags(corpus, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "kept 7 documents" in printed and "docs in" in printed
     stats = json.loads((out / "stats.json").read_text())
-    assert "gopher_quality" not in {s["name"] for s in stats["stages"]}
+    assert not any(s["name"].startswith("gopher_quality") for s in stats["stages"])
     assert stats["config"]["dedup"] == {"minhash": False}
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  filters:\n    gopher: {}\n")
     o2, o3 = str(tmp_path / "o2"), str(tmp_path / "o3")
     assert main(["data", "curate", str(bad), "--input", str(corpus["code"]), "--output", o2]) == 2
-    assert "unknown filter(s) gopher" in capsys.readouterr().err
+    assert "unknown filter(s) or kind(s) gopher" in capsys.readouterr().err
     assert main(["data", "curate", "--input", str(tmp_path / "missing"), "--output", o3]) == 2
     assert "curation input not found" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
@@ -365,3 +367,10 @@ def test_fast_gopher_quality_decides_exactly_like_datatrove():
         assert all(a == b for a, b in decisions)
         reasons = {a[1] for a, _ in decisions if a is not True}
         assert len(reasons) >= 4 and sum(a is True for a, _ in decisions) > 10, reasons
+
+
+def test_the_rule_names_of_the_config_are_the_filter_classes_in_pipeline_order():
+    from lmfoundry.data.curation.config import FILTER_NAMES
+    from lmfoundry.data.curation.filters import FILTER_CLASSES, STOCK_FILTER_CLASSES
+
+    assert tuple(FILTER_CLASSES) == tuple(STOCK_FILTER_CLASSES) == FILTER_NAMES

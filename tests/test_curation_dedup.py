@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from lmfoundry.data.curation import CurateConfig, curate
-from lmfoundry.data.curation.config import FILTER_DEFAULTS
+from lmfoundry.data.curation.config import FILTER_NAMES
 
 N_GROUPS = 60
 N_WORDS = 300
@@ -96,7 +96,7 @@ def test_dedup_precision_and_recall_on_planted_duplicates(tmp_path):
     roles = build_corpus(corpus)
     config = CurateConfig(
         inputs=[str(corpus / "a_base.jsonl"), str(corpus / "b_copies"), str(corpus / "c_near.jsonl.gz")],
-        filters={name: False for name in FILTER_DEFAULTS},
+        filters={name: False for name in FILTER_NAMES},
         pii=False,
         workers=1,
         tasks=1,
@@ -163,3 +163,37 @@ def test_fast_minhash_shingles_match_datatrove_recipe():
         assert tok.word_tokenize(text) == _WORD_RE.findall(text)
         other = TextNormConfig(lowercase=False, remove_punctuation=False, norm_weekdays=True)
         assert fast_simplify_text(text, other) == simplify_text(text, other)
+
+
+def test_target_similarity_chooses_bands_and_verification_removes_only_true_matches(tmp_path):
+    from lmfoundry.data.curation.dedup import bands_for_similarity, detection_probability
+
+    assert (
+        CurateConfig(dedup={"similarity": 0.8}).dedup_params()["num_buckets"] == bands_for_similarity(0.8)[0]
+    )
+    for target in (0.7, 0.8, 0.9):
+        b, r = bands_for_similarity(target)
+        assert b * r <= 128 and detection_probability(target, b, r) >= 0.9
+        assert detection_probability(target - 0.2, b, r) < 0.3
+
+    corpus = tmp_path / "corpus"
+    roles = build_corpus(corpus)
+    config = CurateConfig(
+        inputs=[str(corpus / "a_base.jsonl"), str(corpus / "c_near.jsonl.gz")],
+        filters={name: False for name in FILTER_NAMES},
+        dedup={"similarity": 0.85, "verify": True, "exact": False},
+        pii=False,
+        workers=1,
+        tasks=1,
+        progress=False,
+    )
+    curate(config, tmp_path / "out")
+    kept = kept_ids(tmp_path / "out")
+    config.dedup = {"similarity": 0.85, "exact": False}
+    curate(config, tmp_path / "unverified")
+    unverified = kept_ids(tmp_path / "unverified")
+    assert sum(d not in unverified for d in roles if d.startswith("near80-")) > 10  # candidates below 0.85
+    near90 = [d for d in roles if d.startswith("near90-")]
+    assert sum(d not in kept for d in near90) / len(near90) >= 0.9  # Jaccard 0.9 >= 0.85: duplicates
+    # Jaccard 0.8 < 0.85: often candidates (the bands catch ~75% of them), never removed after verification
+    assert all(d in kept for d in roles if d.startswith(("near80-", "sim30-", "base-")))

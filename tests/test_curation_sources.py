@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmfoundry.data.curation import CurateConfig, curate
-from lmfoundry.data.curation.config import FILTER_DEFAULTS
+from lmfoundry.data.curation.config import FILTER_NAMES
 from lmfoundry.data.curation.sources import SourceReader, discover_inputs
 
-NO_FILTERS = {name: False for name in FILTER_DEFAULTS}
+NO_FILTERS = {name: False for name in FILTER_NAMES}
 PROSE = (
     "The river ran quietly past the old mill, and the children of the village came down to the water "
     "every evening to watch the light fade over the hills. Their parents worked in the fields during "
@@ -36,8 +36,9 @@ STORIES = [
 
 
 def read_all(paths: list[str], **kwargs) -> tuple[list, SourceReader]:
-    files, hubs = discover_inputs(paths, kwargs.get("text_field", "text"), "train")
-    reader = SourceReader(files, hubs, progress=False, **kwargs)
+    reader = SourceReader(
+        discover_inputs(paths, kwargs.get("text_field", "text"), "train"), progress=False, **kwargs
+    )
     return list(reader.run(None, 0, 1)), reader
 
 
@@ -95,20 +96,23 @@ def test_truncated_gzip_keeps_what_was_readable(tmp_path, caplog):
     assert str(path) in caplog.text and "truncated_file" in caplog.text
 
 
-def test_invalid_utf8_and_empty_text_files(tmp_path, caplog):
+def test_text_encodings_line_ends_and_empty_files(tmp_path, caplog):
     books = tmp_path / "books"
     books.mkdir()
     (books / "good.txt").write_text(PROSE, encoding="utf-8")
-    (books / "latin1.txt").write_bytes("line one\nline two\ncaf\xe9 line three\n".encode("latin-1"))
+    latin1 = "Le café de la gare était fermé; nous avons marché jusqu'à l'église du village.\r\n" * 3
+    (books / "latin1.txt").write_bytes(latin1.encode("latin-1"))
+    (books / "bom.txt").write_bytes(b"\xef\xbb\xbfWith a byte-order mark.\r\nSecond line.\r\n")
     (books / "empty.md").write_bytes(b"")
     (books / "blank.txt").write_text("\n\n   \n", encoding="utf-8")
     with caplog.at_level(logging.WARNING):
         docs, reader = read_all([str(books)])
-    assert [d.metadata["path"] for d in docs] == ["good.txt"]
-    assert docs[0].metadata["domain"] == "prose"
-    assert skipped(reader, "invalid_utf8") == 1
+    by_path = {d.metadata["path"]: d for d in docs}
+    assert sorted(by_path) == ["bom.txt", "good.txt", "latin1.txt"]
+    assert by_path["good.txt"].metadata["kind"] == "book"
+    assert by_path["latin1.txt"].text == latin1.replace("\r\n", "\n")  # decoded, CRLF -> LF
+    assert by_path["bom.txt"].text == "With a byte-order mark.\nSecond line.\n"
     assert skipped(reader, "empty") == 2
-    assert f"{books / 'latin1.txt'}:3: skipped (invalid_utf8)" in caplog.text
 
 
 def test_100mb_single_line_document_is_skipped_without_stopping(tmp_path):
@@ -139,11 +143,13 @@ def test_configuration_mistakes_fail_before_any_work(tmp_path):
         curate(CurateConfig(inputs=[str(tmp_path / "not-there")]), out)
     with pytest.raises(ValueError, match=r"unknown filter.*gopher_qualty"):
         curate(CurateConfig(inputs=[str(good)], filters={"gopher_qualty": {}}), out)
-    with pytest.raises(ValueError, match=r"filters\.gopher_quality: unknown parameter.*min_words"):
+    with pytest.raises(
+        ValueError, match=r"filters\.gopher_quality \(kind web\): unknown parameter.*min_words"
+    ):
         curate(CurateConfig(inputs=[str(good)], filters={"gopher_quality": {"min_words": 5}}), out)
     with pytest.raises(ValueError, match=r"data\.dedup: unknown setting.*buckets"):
         curate(CurateConfig(inputs=[str(good)], dedup={"buckets": 4}), out)
-    with pytest.raises(ValueError, match="cannot tell its kind"):
+    with pytest.raises(ValueError, match="cannot tell its format"):
         curate(CurateConfig(inputs=[str(tmp_path / "a.jsonl"), str(_touch(tmp_path / "x.bin"))]), out)
     table = tmp_path / "t.parquet"
     pq.write_table(pa.table({"body": ["hello"]}), table)
@@ -168,7 +174,6 @@ def test_damaged_inputs_in_a_full_run_are_counted_in_stats(tmp_path):
     )
     (inputs / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
     (inputs / "empty.txt").write_bytes(b"")
-    (inputs / "bad.txt").write_bytes(b"\xff\xfe broken")
     stats = curate(
         CurateConfig(
             inputs=[str(inputs)],
@@ -183,8 +188,7 @@ def test_damaged_inputs_in_a_full_run_are_counted_in_stats(tmp_path):
     assert stats["complete"]
     assert stats["read"]["skipped"] == {
         "empty": 1,
-        "invalid_utf8": 1,
-        "malformed_json": 1,
+        "malformed_json": 2,  # the broken line, and the line the gzip cut in half
         "truncated_file": 1,
     }
     assert stats["by_source"][str(inputs)]["skipped"]["truncated_file"] == 1
@@ -222,9 +226,11 @@ def test_code_repository_reads_tracked_source_and_applies_code_rules(tmp_path):
     assert records["pkg/main.py"]["metadata"]["language"] == "python"
     assert records["pkg/util.rs"]["metadata"]["language"] == "rust"
     assert records["pkg/main.py"]["source"] == str(repo)
-    code = next(s for s in stats["stages"] if s["name"] == "code")
+    code = next(s for s in stats["stages"] if s["name"] == "code@code")
     assert set(code["dropped"]) == {"code:generated", "code:max_line_length"}
     assert stats["read"]["skipped"] == {"binary": 1}
+    # left out by path as linguist sees it (vendor/ and *.min.js are in its vendor.yml), and counted
+    assert stats["read"]["files_skipped"] == {"extension_unsupported": 1, "path_vendored": 2}
     # prose rules never judged the code
     assert all(
         s["documents_in"] == 0 for s in stats["stages"] if s["name"].startswith(("gopher", "c4", "fineweb"))
@@ -286,9 +292,10 @@ def test_warc_html_is_extracted_with_urls_and_blocklist(tmp_path, caplog):
     assert urls == [f"https://news.example.org/story-{i}" for i in range(3)]  # the cut copies are duplicates
     text = next(r["text"] for r in records if r["metadata"]["url"].endswith("story-1"))
     assert "A small bakery on the corner" in text and "<p>" not in text and "Menu" not in text
-    url_stage = next(s for s in stats["stages"] if s["name"] == "url")
+    url_stage = next(s for s in stats["stages"] if s["name"] == "url@web")
     assert set(url_stage["dropped"]) == {"url:subdomain"}
-    assert stats["read"]["skipped"]["truncated_file"] == 1
+    skipped_read = stats["read"]["skipped"]
+    assert skipped_read.get("warc_truncated_record", 0) + skipped_read.get("warc_truncated_tail", 0) == 1
     assert "cut.warc.gz:record" in caplog.text
 
 
@@ -342,3 +349,55 @@ def test_word_lists_come_from_local_copies(monkeypatch):
         False,
         "domain",
     )
+
+
+# ---- per-kind rules -----------------------------------------------------------------------------
+
+
+def test_each_kind_has_its_rules_and_a_recipe_overrides_them_per_kind():
+    from lmfoundry.data.curation.config import KIND_FILTER_DEFAULTS
+
+    params = CurateConfig(inputs=["x"]).filter_params()
+    assert list(params["web"]) == ["url", "language", "gopher_repetition", "gopher_quality", "c4_quality",
+                                   "fineweb_quality"]  # fmt: skip
+    assert list(params["book"]) == ["language", "gopher_repetition", "gopher_quality"]
+    assert params["book"]["gopher_quality"]["max_doc_words"] is None  # no length cap for books
+    assert params["book"]["gopher_repetition"]["dup_line_frac"] is None  # paragraph-level repetition
+    assert list(params["code"]) == ["code"]
+    assert set(params["docs"]) == set(KIND_FILTER_DEFAULTS["docs"])
+
+    config = CurateConfig(
+        inputs=["x"],
+        filters={
+            "gopher_quality": {"min_doc_words": 30},  # every kind that has the rule
+            "c4_badwords": True,  # on where a kind names it (web)
+            "book": {"language": False, "c4_quality": {}},  # one kind
+            "web": {"url": False},
+        },
+    )
+    params = config.filter_params()
+    assert params["web"]["gopher_quality"]["min_doc_words"] == 30
+    assert params["book"]["gopher_quality"] == {"max_doc_words": None, "max_non_alpha_words_ratio": 0.6,
+                                                "min_doc_words": 30}  # fmt: skip
+    assert "language" not in params["book"] and "c4_quality" in params["book"]
+    assert "url" not in params["web"] and "c4_badwords" in params["web"]
+    assert "c4_badwords" not in params["book"]
+    config.validate()
+    with pytest.raises(ValueError, match=r"data\.filters\.book: unknown filter\(s\) gopher"):
+        CurateConfig(inputs=["x"], filters={"book": {"gopher": {}}}).filter_params()
+    with pytest.raises(ValueError, match=r"unknown filter\(s\) or kind\(s\) novel"):
+        CurateConfig(inputs=["x"], filters={"novel": {}}).filter_params()
+
+
+def test_kind_forced_by_the_input_spec_and_by_a_record_field(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        json.dumps({"text": "a web page", "id": "w"})
+        + "\n"
+        + json.dumps({"text": "a book", "id": "b", "kind": "book"})
+        + "\n"
+    )
+    docs, _ = read_all([str(path)])
+    assert {d.id: d.metadata["kind"] for d in docs} == {"w": "web", "b": "book"}
+    docs, _ = read_all([f"docs:{path}"])
+    assert {d.metadata["kind"] for d in docs} == {"docs"}

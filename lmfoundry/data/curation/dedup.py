@@ -53,6 +53,47 @@ EXACT_DTYPE = np.dtype([("hash", "<u8"), ("index", "<u4")])
 REMOVE_DTYPE = np.dtype([("index", "<u4"), ("reason", "u1")])
 REASONS = ("dedup:exact", "dedup:minhash")
 _WS = re.compile(r"\s+")
+VERIFY_DEFAULT_THRESHOLD = 0.75  # FineWeb's 14 x 8 bands are built for about this Jaccard
+HASH_BUDGET = 128  # hashes per document that `similarity` may spend (FineWeb's default spends 112)
+
+
+def detection_probability(similarity: float, num_buckets: int, hashes_per_bucket: int) -> float:
+    """Chance that two documents of this Jaccard similarity share a bucket: 1 - (1 - s^r)^b."""
+    return 1.0 - (1.0 - similarity**hashes_per_bucket) ** num_buckets
+
+
+def bands_for_similarity(
+    similarity: float, budget: int = HASH_BUDGET, recall: float = 0.9
+) -> tuple[int, int]:
+    """``(num_buckets, hashes_per_bucket)`` that catch pairs of Jaccard ``similarity`` with >= ``recall``.
+
+    Among the band shapes within ``budget`` hashes that detect a pair at the target similarity with
+    at least ``recall`` probability, the one with the fewest candidate pairs below it (the area
+    under the detection curve from 0 to the target). Candidates below the target are then either
+    accepted as near duplicates or, with ``verify: true``, checked by their true Jaccard.
+    """
+    grid = (np.arange(400) + 0.5) / 400 * similarity  # midpoints on [0, similarity]
+    best: tuple[float, int, int] | None = None
+    for b in range(1, budget + 1):
+        for r in range(1, budget // b + 1):
+            if detection_probability(similarity, b, r) < recall:
+                continue
+            false_area = float((1.0 - (1.0 - grid**r) ** b).mean())
+            if best is None or false_area < best[0] - 1e-12:
+                best = (false_area, b, r)
+    if best is None:
+        raise ValueError(
+            f"data.dedup.similarity {similarity}: no band shape within {budget} hashes reaches it"
+        )
+    return best[1], best[2]
+
+
+def detection_curve(num_buckets: int, hashes_per_bucket: int) -> str:
+    """A small table: Jaccard similarity -> chance a pair is detected, for the README and the log."""
+    rows = [f"{'jaccard':>8} {'detected':>9}"]
+    for s in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        rows.append(f"{s:>8.2f} {detection_probability(s, num_buckets, hashes_per_bucket):>8.1%}")
+    return f"{num_buckets} buckets x {hashes_per_bucket} hashes\n" + "\n".join(rows)
 
 
 def normalized_hash(text: str) -> int:
@@ -200,12 +241,16 @@ class DedupClusters(PipelineStep):
         minhash_dups_folder: str | Path | None,
         output_folder: str | Path,
         world_size: int,
+        verify: dict | None = None,
     ):
+        """``verify``: ``{threshold, filtered_folder, config, word_tokenizer}`` to keep a MinHash pair
+        only when the true Jaccard similarity of the two documents' shingle sets reaches ``threshold``."""
         super().__init__()
         self.exact_folder = Path(exact_folder) if exact_folder else None
         self.minhash_dups_folder = Path(minhash_dups_folder) if minhash_dups_folder else None
         self.output_folder = Path(output_folder)
         self.source_world_size = world_size
+        self.verify = verify
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
@@ -216,11 +261,18 @@ class DedupClusters(PipelineStep):
             if self.exact_folder is not None:
                 exact_dups = self._union_exact(uf)
             if self.minhash_dups_folder is not None:
+                pairs = []
                 for path in sorted(self.minhash_dups_folder.glob("*.dups")):
                     with open(path, "rb") as f:
-                        for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000):
-                            uf.union(_node(f1, d1), _node(f2, d2))
-                            self.stat_update("minhash_pairs")
+                        pairs.extend(
+                            (_node(f1, d1), _node(f2, d2))
+                            for f1, d1, f2, d2 in read_tuples_from_file(f, "4I", lines_to_buffer=1000)
+                        )
+                if self.verify:
+                    pairs = self._verified(pairs)
+                for a, b in pairs:
+                    uf.union(a, b)
+                    self.stat_update("minhash_pairs")
             removals: dict[int, list[tuple[int, int]]] = {r: [] for r in range(self.source_world_size)}
             for node in list(uf.parent):
                 if uf.find(node) != node:
@@ -230,6 +282,30 @@ class DedupClusters(PipelineStep):
         for task, items in removals.items():
             array = np.array(sorted(items), dtype=REMOVE_DTYPE) if items else np.empty(0, dtype=REMOVE_DTYPE)
             save_npy_atomic(self.output_folder / f"{task:05d}.remove.npy", array)
+
+    def _verified(self, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The candidate pairs whose shingle sets truly reach the Jaccard threshold."""
+        wanted = {node for pair in pairs for node in pair}
+        signer = MinhashSignature(
+            str(self.output_folder), config=self.verify["config"], language=self.verify["word_tokenizer"]
+        )
+        shingles: dict[int, set[int]] = {}
+        for task in sorted({node >> 32 for node in wanted}):
+            path = Path(self.verify["filtered_folder"]) / f"{task:05d}.jsonl.gz"
+            with gzip.open(path, "rb") as f:
+                for index, line in enumerate(f):
+                    node = _node(task, index)
+                    if node in wanted:
+                        shingles[node] = set(signer.get_shingles(orjson.loads(line)["text"]).ravel().tolist())
+        kept = []
+        for a, b in pairs:
+            sa, sb = shingles.get(a, set()), shingles.get(b, set())
+            union = len(sa | sb)
+            if union and len(sa & sb) / union >= self.verify["threshold"]:
+                kept.append((a, b))
+            else:
+                self.stat_update("minhash_pairs_rejected")
+        return kept
 
     def _union_exact(self, uf: _UnionFind) -> set[int]:
         """Union every document with the first document of identical normalized text."""

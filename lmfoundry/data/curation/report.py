@@ -1,8 +1,10 @@
 """``stats.json`` from datatrove's per-task stats, and the summary table printed at the end.
 
 Each counting step records ``in_docs``/``in_bytes``, ``out_docs``/``out_bytes`` and
-``dropped:<rule>:<reason>_docs``/``_bytes``, overall and as ``<counter>|<source>`` per source;
-the reader records ``skipped:<reason>`` for input it could not use. Tasks write their stats under
+``dropped:<rule>:<reason>_docs``/``_bytes``, overall, as ``<counter>|<source>`` per source and as
+``<counter>@<kind>`` per source kind; the reader records ``skipped:<reason>`` for input it could not
+use, ``files_skipped:<reason>`` for files left out by path or extension, and ``warc_records:<type>``
+and ``warc_content_types:<mime>`` for every WARC record. Steps are found by name, not position. Tasks write their stats under
 ``<logs>/<stage>/stats/NNNNN.json``; they are summed here, whatever run of the pipeline produced
 them, so a resumed run reports the same totals as an uninterrupted one.
 """
@@ -19,28 +21,54 @@ def _total(value: Any) -> float:
     return value.get("total", 0) if isinstance(value, dict) else value
 
 
-def merge_stage_stats(logging_dir: Path, n_steps: int) -> list[dict[str, float]]:
-    """Sum every task's counters of one stage; one mapping per pipeline step, in order."""
-    merged: list[dict[str, float]] = [defaultdict(float) for _ in range(n_steps)]
+def merge_stage_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
+    """Sum every task's counters of one stage, keyed by the step's stats name (``str(step)``)."""
+    merged: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for path in sorted((logging_dir / "stats").glob("*.json")):
-        steps = json.loads(path.read_text(encoding="utf-8"))
-        for position, step in enumerate(steps[:n_steps]):
+        for step in json.loads(path.read_text(encoding="utf-8")):
             for label, value in step.get("stats", {}).items():
-                merged[position][label] += _total(value)
+                merged[step["name"]][label] += _total(value)
     return merged
 
 
 def _split_labels(counters: dict[str, float]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Separate overall counters from per-source ones (``<counter>|<source>``)."""
+    """Separate overall counters from per-source ones (``<counter>|<source>``); per-kind ones left out."""
     overall: dict[str, float] = {}
     per_source: dict[str, dict[str, float]] = defaultdict(dict)
     for label, value in counters.items():
         what, per, source = label.partition("|")  # counter names never contain '|'
         if per:
             per_source[source][what] = value
-        else:
+        elif "@" not in label:
             overall[label] = value
     return overall, per_source
+
+
+def _per_kind(counters: dict[str, float], what: str) -> dict[str, dict[str, int]]:
+    """``{kind: {documents, bytes}}`` from the ``<what>_docs@<kind>`` counters."""
+    kinds: dict[str, dict[str, int]] = {}
+    for label, value in counters.items():
+        name, at, kind = label.partition("@")
+        if at and "|" not in label and name in (f"{what}_docs", f"{what}_bytes"):
+            key = "documents" if name.endswith("_docs") else "bytes"
+            kinds.setdefault(kind, {"documents": 0, "bytes": 0})[key] = int(value)
+    return dict(sorted(kinds.items()))
+
+
+def _prefixed(counters: dict[str, float], prefix: str) -> dict[str, int]:
+    return {k[len(prefix) :]: int(v) for k, v in sorted(counters.items()) if k.startswith(prefix)}
+
+
+def nothing_kept_message(body: dict[str, Any]) -> str:
+    """ "kept 0 of N documents: reason n, ..." from a report that kept nothing."""
+    read = body["read"]
+    reasons = {reason: value["documents"] for reason, value in body["dropped"].items()}
+    reasons.update({f"skipped:{r}": n for r, n in read["skipped"].items()})
+    listed = (
+        ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        or "no reasons counted"
+    )
+    return f"kept 0 of {read['documents_out']} documents: {listed}"
 
 
 def _step_report(name: str, counters: dict[str, float]) -> dict[str, Any]:
@@ -71,22 +99,24 @@ def build_report(steps: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
     reader = {
         "name": read_name,
         "files": int(read_overall.get("input_files", 0)),
+        "files_skipped": _prefixed(read_overall, "files_skipped:"),
         "documents_out": int(read_overall.get("out_docs", 0)),
         "bytes_out": int(read_overall.get("out_bytes", 0)),
-        "skipped": {
-            label[len("skipped:") :]: int(v)
-            for label, v in sorted(read_overall.items())
-            if label.startswith("skipped:")
-        },
+        "skipped": _prefixed(read_overall, "skipped:"),
+        "by_kind": _per_kind(read_counters, "out"),
     }
+    warc = _prefixed(read_overall, "warc_records:")
+    if warc:
+        reader["warc_records"] = warc
+        reader["warc_content_types"] = _prefixed(read_overall, "warc_content_types:")
     by_source: dict[str, dict[str, Any]] = {}
     for source, counters in read_sources.items():
         by_source[source] = {
+            "files": int(counters.get("input_files", 0)),
+            "files_skipped": _prefixed(counters, "files_skipped:"),
             "documents_read": int(counters.get("out_docs", 0)),
             "bytes_read": int(counters.get("out_bytes", 0)),
-            "skipped": {
-                k[len("skipped:") :]: int(v) for k, v in sorted(counters.items()) if k.startswith("skipped:")
-            },
+            "skipped": _prefixed(counters, "skipped:"),
             "dropped": {},
             "documents_out": 0,
             "bytes_out": 0,
@@ -110,15 +140,20 @@ def build_report(steps: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
         stages[-1] if stages else {"documents_out": reader["documents_out"], "bytes_out": reader["bytes_out"]}
     )
     dropped_total: dict[str, dict[str, int]] = {}
-    for stage in stages:
+    for stage in stages:  # a reason can come from several steps (one rule, several kinds)
         for reason, value in stage["dropped"].items():
-            dropped_total[reason] = value
+            total = dropped_total.setdefault(reason, {"documents": 0, "bytes": 0})
+            total["documents"] += value["documents"]
+            total["bytes"] += value["bytes"]
+    output = {"documents": final["documents_out"], "bytes": final["bytes_out"]}
+    if len(steps) > 1:
+        output["by_kind"] = _per_kind(steps[-1][1], "out")
     return {
         "read": reader,
         "stages": stages,
-        "dropped": dropped_total,
+        "dropped": dict(sorted(dropped_total.items())),
         "by_source": dict(sorted(by_source.items())),
-        "output": {"documents": final["documents_out"], "bytes": final["bytes_out"]},
+        "output": output,
     }
 
 
