@@ -83,7 +83,7 @@ def test_recipe_file_errors_name_the_file(tmp_path):
         load_recipe(not_yaml)
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_recipe(tmp_path / "missing.yaml")
-    with pytest.raises(FileNotFoundError, match=r"no built-in recipe named 'huge'; available: 1b, small, tiny"):
+    with pytest.raises(FileNotFoundError, match=r"no built-in recipe named 'huge'; available: 1b, auto, small, tiny"):
         load_recipe("huge")
 
 

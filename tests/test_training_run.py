@@ -373,7 +373,7 @@ def test_muon_under_two_processes_matches_one(data, tmp_path):
     train(recipe_for(data, **fields), reference)
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data, **fields))
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry.train"]
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry", "train"]
     result = run_cli([str(recipe), "--output", str(tmp_path / "ddp")], {"ACCELERATE_USE_CPU": "1"}, module=launch)
     assert result.returncode == 0, result.stderr[-3000:]
     ours, expected = train_losses(tmp_path / "ddp"), train_losses(reference)
