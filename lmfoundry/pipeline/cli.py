@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmfoundry.command import Invocation, Verb
+from lmfoundry.command import Invocation, Option, Verb
 from lmfoundry.layout import RunLayout
 
 ALL_SECTIONS = ("run", "data", "tokenizer", "tokenize", "model", "train", "eval", "hub")
@@ -19,6 +19,8 @@ VERBS = (
         "stages already complete. Any recipe field can be set with --section.field VALUE (e.g. --train.max_steps 100).",
         run="lmfoundry.pipeline.cli:run",
         sections=ALL_SECTIONS,
+        options=(Option("--force-recipe-change", "resume training even though model/train fields that change "
+                        "results differ from the recorded recipe", switch=True),),
         lock=None,  # run_pipeline locks the run folder and each stage's folder itself
     ),
     Verb(
@@ -37,7 +39,7 @@ VERBS = (
 def run(inv: Invocation) -> int:
     from lmfoundry.pipeline import format_summary, run_pipeline
 
-    print(format_summary(run_pipeline(inv.recipe)))
+    print(format_summary(run_pipeline(inv.recipe, force_recipe_change=inv.options.force_recipe_change)))
     return 0
 
 

@@ -19,6 +19,9 @@ class RunConfig:
     """curate the built-in corpus (KJV Bible + Python standard library) when data.inputs is empty"""
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     """the stages to run, a subset of: curate, tokenizer, tokenize, train, eval, export"""
+    budget: str | None = field(default=None, metadata={"alias": "--budget"})
+    """a wall-clock budget for the whole run ("3m", "2h"): the data stages run first, training gets what is left
+    (train.max_time), less 20 s kept for evaluation and export"""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]

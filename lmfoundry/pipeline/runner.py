@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ from lmfoundry.modeling import FoundryConfig
 from lmfoundry.pipeline.config import RunConfig
 from lmfoundry.recipe import coerce_fields, dump_recipe, parse_section
 from lmfoundry.tokenization.stage import build_tokenizer
+from lmfoundry.training.budget import training_budget
 from lmfoundry.training.loop import train
+from lmfoundry.training.sizing import is_auto, plan_auto
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ def _finished(stage: str, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# Seconds of a run.budget kept for evaluation and export after training.
+EVAL_RESERVE_S = 20.0
+
+
 @dataclass
 class Run:
     """What every stage gets: the recipe (sections parsed on demand), the run section, the layout."""
@@ -63,6 +69,8 @@ class Run:
     recipe: dict[str, dict[str, Any]]
     config: RunConfig
     layout: RunLayout
+    force_recipe_change: bool = False
+    started: float = field(default_factory=time.perf_counter)
 
     def section(self, name: str) -> Any:
         return parse_section(section_class(name), self.recipe, name)
@@ -98,6 +106,8 @@ def stage_curate(run: Run) -> dict[str, Any]:
 
 
 def stage_tokenizer(run: Run) -> dict[str, Any]:
+    if is_auto(run.recipe) and "vocab_size" not in run.recipe.get("tokenizer", {}):
+        _plan_auto_vocabulary(run)
     # overwrite: an unmarked tokenizer folder is an interrupted stage's (a new one is built beside it, then swapped)
     split = run.section("tokenize")
     result = build_tokenizer(run.section("tokenizer"), [run.layout.curate], run.layout.tokenizer,
@@ -111,10 +121,34 @@ def stage_tokenize(run: Run) -> dict[str, Any]:
     return {split: manifest["splits"][split]["tokens"] for split in manifest["splits"]}
 
 
+def _plan_auto_vocabulary(run: Run) -> None:
+    """``model: auto``: size the model for the curated text before the tokenizer exists, so the plan
+    picks the vocabulary too; the train stage finds the plan in ``RUN/train/auto_plan.json``."""
+    stats = json.loads(run.layout.curate_stats.read_text(encoding="utf-8"))
+    plan = plan_auto(stats["output"]["bytes"], _training_time(run))
+    write_json_atomic(run.layout.train / "auto_plan.json", plan.to_dict())
+    run.recipe.setdefault("tokenizer", {})["vocab_size"] = plan.vocab_size
+    logger.info("model: auto chose a %d-token vocabulary for %.1f MB of text", plan.vocab_size,
+                stats["output"]["bytes"] / 1e6)
+
+
+def _training_time(run: Run) -> str | float:
+    """train.max_time, or with run.budget what is left of it for training (train.max_time is then set)."""
+    if run.config.budget is None:
+        return run.recipe.get("train", {}).get("max_time") or "3m"
+    left = training_budget(run.config.budget, spent_s=time.perf_counter() - run.started,
+                           after_training_s=EVAL_RESERVE_S)
+    return round(left, 1)
+
+
 def stage_train(run: Run) -> dict[str, Any]:
     recipe = {**run.recipe, "train": {"seed": run.config.seed, **run.recipe.get("train", {})}}
     recipe["train"].update(shards=str(run.layout.shards), tokenizer=str(run.layout.tokenizer))
-    return train(recipe, run.layout.train)
+    if run.config.budget is not None:  # the run's budget, less what the data stages took, is training's
+        for name in ("max_steps", "max_tokens"):
+            recipe["train"].pop(name, None)
+        recipe["train"]["max_time"] = _training_time(run)
+    return train(recipe, run.layout.train, force_recipe_change=run.force_recipe_change)
 
 
 def stage_eval(run: Run) -> dict[str, Any]:
@@ -164,8 +198,10 @@ STAGE_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
 }
 
 
-def run_pipeline(recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def run_pipeline(recipe: dict[str, dict[str, Any]], *, force_recipe_change: bool = False) -> dict[str, Any]:
     """Run every stage the recipe asks for, skipping complete ones; return the summary.
+
+    ``force_recipe_change``: resume training even though its recipe changed (see ``lmfoundry train``).
 
     The run folder is locked for the whole run and each stage's folder while the stage runs, so a
     second ``lmfoundry run`` (or a stage command) on the same folders stops at once with one line.
@@ -177,7 +213,7 @@ def run_pipeline(recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if not os.access(layout.root, os.W_OK):
             raise PermissionError(f"run folder {layout.root} is not writable")
         dump_recipe(recipe, layout.recipe)
-        run = Run(recipe, config, layout)
+        run = Run(recipe, config, layout, force_recipe_change)
         summary: dict[str, Any] = {"run": str(layout.root), "stages": {}}
         for stage in STAGES:
             if stage not in config.stages:
