@@ -126,7 +126,8 @@ def test_a_run_on_one_book_validates_and_evaluates(shared, tmp_path):
     assert main(["run", "tiny", "--output", str(run), "--data.inputs", f"[{book}]", *SMALL_RUN]) == 0
     summary = json.loads((run / "summary.json").read_text())
     manifest = read_manifest(run / "shards")
-    assert manifest["splits"]["train"]["documents"] == manifest["splits"]["val"]["documents"] == 1
+    # curation cuts the book into documents at its chapters; each gives its tail to val
+    assert manifest["splits"]["train"]["documents"] == manifest["splits"]["val"]["documents"] > 1
     assert manifest["val_method"] == "tail"
     report = json.loads((run / "tokenizer" / "report.json").read_text())
     assert report["held_out_split"]["method"] == "tail"
