@@ -60,9 +60,16 @@ def replace_folder(staged: str | os.PathLike, target: str | os.PathLike) -> None
     (or, before the second rename, the old folder under ``target.old``): never a half folder.
     """
     staged, target = Path(staged), Path(target)
+    if not staged.is_dir():
+        raise FileNotFoundError(f"{staged}: no staged folder to put in place of {target}")
     aside = target.with_name(target.name + ".old")
     shutil.rmtree(aside, ignore_errors=True)
     if target.exists():
         os.replace(target, aside)
-    os.replace(staged, target)
+    try:
+        os.replace(staged, target)
+    except OSError:
+        if aside.exists():
+            os.replace(aside, target)  # put the old folder back
+        raise
     shutil.rmtree(aside, ignore_errors=True)

@@ -60,3 +60,20 @@ def test_a_failed_verb_leaves_no_folder_it_created(tmp_path, capsys):
                  "--output", str(out)]) == 2
     assert "missing.txt" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    from lmfoundry.atomic import replace_folder
+
+    target, staged = tmp_path / "model", tmp_path / "model.tmp"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    staged.mkdir()
+    (staged / "weights").write_text("new")
+    replace_folder(staged, target)
+    assert (target / "weights").read_text() == "new" and not staged.exists()
+    assert not (tmp_path / "model.old").exists()
+    # a staged folder that is missing (its copy failed) leaves the target as it was
+    with pytest.raises(FileNotFoundError):
+        replace_folder(tmp_path / "never-built", target)
+    assert (target / "weights").read_text() == "new"
