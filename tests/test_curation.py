@@ -374,3 +374,25 @@ def test_the_rule_names_of_the_config_are_the_filter_classes_in_pipeline_order()
     from lmfoundry.data.curation.filters import FILTER_CLASSES, STOCK_FILTER_CLASSES
 
     assert tuple(FILTER_CLASSES) == tuple(STOCK_FILTER_CLASSES) == FILTER_NAMES
+
+
+def test_a_complete_folder_of_other_settings_is_refused_and_overwrite_replaces_it_whole(corpus, tmp_path):
+    import hashlib
+
+    def checksums(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+    out = tmp_path / "out"
+    base = {"inputs": [str(corpus["code"])], "filters": FAST_URL, "tasks": 1, "workers": 1, "progress": False}
+    curate(CurateConfig(**base), out)
+    before = checksums(out)
+    assert curate(CurateConfig(**{**base, "workers": 2}), out)["complete"]  # how it runs: the same output
+    with pytest.raises(FileExistsError, match=r"stats.json: curated with other settings.*--overwrite"):
+        curate(CurateConfig(**{**base, "pii": False}), out)
+    # an overwrite that keeps nothing fails and leaves the earlier output byte for byte
+    strict = {"code": {"max_line_length": 1}}  # the code rule, for every kind that has it
+    with pytest.raises(ValueError, match=r"kept 0 of"):
+        curate(CurateConfig(**{**base, "filters": {**FAST_URL, **strict}, "overwrite": True}), out)
+    assert checksums(out) == before and not (tmp_path / "out.new").exists()
+    stats = curate(CurateConfig(**{**base, "pii": False, "overwrite": True}), out)
+    assert stats["config"]["pii"] is False and json.loads((out / "stats.json").read_text())["config"]["pii"] is False

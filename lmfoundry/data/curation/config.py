@@ -161,6 +161,8 @@ class CurateConfig:
     """also write every dropped document here, by the rule that dropped it"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = field(default=False, metadata={"alias": "--overwrite"})
+    """replace a complete output folder curated with other settings (built beside it, swapped in when whole)"""
 
     def filter_params(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per kind, the enabled rules in pipeline order, each with its full parameter mapping."""
@@ -177,9 +179,17 @@ class CurateConfig:
                 f"recipe field data.filters: unknown filter(s) or kind(s) {', '.join(unknown)}; "
                 f"known filters: {', '.join(FILTER_NAMES)}; kinds: {', '.join(SOURCE_KINDS)}"
             )
+        # "code" is both a rule and a kind: a mapping of rule names is the kind's form, anything else the rule's
+        def kind_form(key: str, value: Any) -> bool:
+            if key not in FILTER_NAMES:
+                return True
+            return isinstance(value, dict) and bool(value) and set(value) <= set(FILTER_NAMES)
+
+        flat = {k: v for k, v in filters.items() if k in FILTER_NAMES and not kind_form(k, v)}
+        by_kind = {k: v for k, v in filters.items() if k in SOURCE_KINDS and kind_form(k, v)}
         result: dict[str, dict[str, dict[str, Any]]] = {}
         for kind in SOURCE_KINDS:
-            per_kind = filters.get(kind) or {}
+            per_kind = by_kind.get(kind) or {}
             if not isinstance(per_kind, dict):
                 raise ValueError(
                     f"recipe field data.filters.{kind}: expected a mapping of filter name to settings, "
@@ -198,8 +208,8 @@ class CurateConfig:
                 default = defaults.get(name)
                 if default is not None:  # the kind names the rule: defaults, then the flat setting
                     params = dict(default) if isinstance(default, dict) else None
-                    if name in filters:
-                        params = _apply(params, filters[name], f"data.filters.{name}")
+                    if name in flat:
+                        params = _apply(params, flat[name], f"data.filters.{name}")
                 if name in per_kind:
                     base = (
                         params if params is not None else (dict(default) if isinstance(default, dict) else {})

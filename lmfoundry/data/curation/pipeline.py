@@ -37,7 +37,7 @@ from datatrove.pipeline.formatters.pii import PIIFormatter
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
-from lmfoundry.atomic import write_json_atomic
+from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.data.curation.config import CurateConfig
 from lmfoundry.data.curation.dedup import (
     VERIFY_DEFAULT_THRESHOLD,
@@ -92,9 +92,7 @@ def parquet_adapter(writer, document: Document) -> dict[str, Any]:
 
 
 def _fingerprint(config: CurateConfig, inputs: list[Any]) -> dict[str, Any]:
-    body = dataclasses.asdict(config)
-    for key in ("workers", "progress", "executor_options"):  # how it runs, not what it computes
-        body.pop(key)
+    body = _settings(dataclasses.asdict(config))
     body["resolved_inputs"] = [dataclasses.asdict(item) for item in inputs]
     return json.loads(json.dumps(body, default=str))
 
@@ -154,13 +152,43 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     config.validate()
     inputs = discover_inputs(config.inputs, config.text_field, config.hf_split)
     if stats_path.is_file():
-        logger.info("%s is complete (%s exists); nothing to do", out, STATS_FILE)
-        return json.loads(stats_path.read_text(encoding="utf-8"))
+        done = json.loads(stats_path.read_text(encoding="utf-8"))
+        if _settings(done.get("config", {})) == _settings(dataclasses.asdict(config)):
+            logger.info("%s is complete (%s exists); nothing to do", out, STATS_FILE)
+            return done
+        if not config.overwrite:
+            raise FileExistsError(f"{stats_path}: curated with other settings or inputs (pass --overwrite to "
+                                  "replace it; the new output is built beside it and swapped in when whole)")
+        return _curate_beside(config, inputs, out)
     plan = build(config, inputs, out)
     if not run(plan):
         logger.info("jobs submitted; rerun the same command once they finish to write %s", stats_path)
         return {"complete": False, "submitted": True, "logging_dir": str(plan.logs)}
     return report(plan)
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A config's fields that decide the output (JSON-normalised), not those that say how it runs."""
+    body = {k: v for k, v in config.items() if k not in ("workers", "progress", "executor_options", "overwrite")}
+    return json.loads(json.dumps(body, default=str))
+
+
+def _curate_beside(config: CurateConfig, inputs: Inputs, out: Path) -> dict[str, Any]:
+    """``--overwrite`` of a complete folder: curate into ``OUT.new`` and swap it in only when whole, so a
+    failure (or a run that keeps nothing) leaves the earlier output exactly as it was."""
+    staged = out.with_name(out.name + ".new")
+    shutil.rmtree(staged, ignore_errors=True)
+    plan = build(config, inputs, staged)
+    if not run(plan):
+        raise ValueError(f"{out}: --overwrite needs the new curation to finish in this command (executor "
+                         f"{config.executor!r} only submitted it); curate into another folder on a cluster")
+    try:
+        stats = report(plan)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    replace_folder(staged, out)
+    return stats
 
 
 def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
