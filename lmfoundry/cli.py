@@ -90,6 +90,8 @@ def _run(verb: Verb, argv: list[str]) -> int:
     _configure_logging(args.verbose)
     folder = invocation.locked_folder(verb)
     # Under `accelerate launch` every rank runs the verb on the same folder: rank 0 holds the lock for all.
+    if folder is not None and not verb.lock_creates and not folder.is_dir():
+        folder = None  # an input folder that is not there: the verb itself says so
     lock = folder_lock(folder, verb.name) if folder and int(os.environ.get("RANK", "0")) == 0 else nullcontext()
     try:
         with lock:

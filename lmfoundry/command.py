@@ -93,6 +93,8 @@ class Verb:
     takes_recipe: bool = True
     lock: str | None = "output"
     """the option naming the folder the verb writes, locked while it runs (a file: its folder); None: no lock"""
+    lock_creates: bool = True
+    """whether the locked folder is the verb's output (created for the lock) or an input it writes into"""
 
 
 @dataclass

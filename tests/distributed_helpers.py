@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def write_recipe(path: Path, recipe: dict) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A port no one listens on now: each launch gets its own rendezvous (a reused one can reach the last
+    launch's store while it shuts down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(config: str | None, processes: int, args: list[str], env: dict | None = None,
            cpu: bool = True) -> subprocess.CompletedProcess:
     """``accelerate launch [--config_file CONFIG] --num_processes N -m lmfoundry train ARGS``."""
@@ -60,7 +69,7 @@ def launch(config: str | None, processes: int, args: list[str], env: dict | None
     else:
         command += ["--multi_gpu"]
     command += ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no", "--main_process_port", str(29500 + os.getpid() % 1000),
+                "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                 "-m", "lmfoundry", "train", *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(CONFIGS.parents[2]), **(env or {})}
     if cpu:

@@ -84,11 +84,13 @@ def test_ray_failing_task_is_an_error_naming_its_log_and_oversize_requests_fail_
     bad.write_text('{"text": "fine"}\nnot json\n', encoding="utf-8")
     with pytest.raises(TaskFailedError, match=r"stage 'tokenize' on ray: 1 of 1 task\(s\) did not finish "
                                               r"\(rank 0\); see .*logs/task_00000\.log") as failure:
-        tokenize_shards(TokenizeConfig(tasks=1, executor="ray"), bad, tok_dir, tmp_path / "shards")
+        tokenize_shards(TokenizeConfig(tasks=1, executor="ray", val_method="documents"), bad, tok_dir,
+                        tmp_path / "shards")  # documents: no counting pass that would read the bad line first
     assert "not valid JSON" in str(failure.value)
     assert not (tmp_path / "shards" / "manifest.json").exists()
     with pytest.raises(ClusterRequestError, match=r"asks for 4 CPU\(s\).*largest Ray node has 2 CPU\(s\)"):
-        tokenize_shards(TokenizeConfig(tasks=1, executor="ray", executor_options={"cpus_per_task": 4}), bad, tok_dir, tmp_path / "s2")
+        tokenize_shards(TokenizeConfig(tasks=1, executor="ray", executor_options={"cpus_per_task": 4}, val_method="documents"),
+                        bad, tok_dir, tmp_path / "s2")
 
 
 # -------------------------------------------------------------------------------------------- Slurm

@@ -14,6 +14,7 @@ VERBS = (
         run="lmfoundry.hub.cli:run",
         sections=("hub",),
         lock="model",  # the card is written into the model folder
+        lock_creates=False,  # ...which must exist: a missing one is "no such folder", not an empty new one
         options=(
             Option("--model", "a run folder or a model folder", folder="model"),
             Option("--dry-run", "check the folder and write the card, list what would be uploaded, upload nothing",
