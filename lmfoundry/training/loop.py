@@ -377,10 +377,11 @@ class Trainer:
             "training %.2fM parameters for %d steps (warmup %d): %d processes x %d micro-batches x %d sequences "
             "x %d tokens = %d tokens/step", self.num_parameters() / 1e6, state.total_steps, state.warmup_steps,
             acc.num_processes, self.grad_accum, cfg.micro_batch_size, cfg.seq_len, self.train_data.tokens_per_step)
-        layout = parameter_layout(self.model)
-        logger.info("%s: %d of %d parameter tensors sharded; rank 0 holds %d of %d parameters",
-                    acc.distributed_type.value, layout["sharded_tensors"], layout["tensors"], layout["local_numel"],
-                    layout["global_numel"])
+        if acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            layout = parameter_layout(self.model)
+            logger.info("%s: %d of %d parameter tensors sharded; rank 0 holds %d of %d parameters",
+                        acc.distributed_type.value, layout["sharded_tensors"], layout["tensors"],
+                        layout["local_numel"], layout["global_numel"])
 
     # ------------------------------------------------------------------------------ max_time plans
     def _plan_from_probe(self) -> None:
