@@ -267,7 +267,7 @@ def _type_name(annotation: Any) -> str:
         return "value"
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    return str(annotation).replace("typing.", "").replace("pathlib.", "")
 
 
 def _is_list(annotation: Any) -> bool:
@@ -299,7 +299,7 @@ def build_verb_parser(verb: Verb, prog: str) -> argparse.ArgumentParser:
     )
     if verb.takes_recipe:
         parser.add_argument("recipe", nargs="?", metavar="RECIPE",
-                            help="recipe YAML file or built-in name (tiny, small, 1b); default: every field's default")
+                            help="recipe YAML file or built-in name (tiny, small, 1b, auto); default: every field's default")
     add_common_arguments(parser)
     for option in verb.options:
         if option.switch:
