@@ -6,7 +6,7 @@ byte on the same held-out bytes (every 10th document by a hash of its name, neve
 either model or tokenizer):
 
 - **ours**: :func:`lmfoundry.training.sizing.plan_auto` sizes the vocabulary, model, batch and lr for
-  the corpus and the budget; our BPE (:func:`train_tokenizer`) and shards (:func:`tokenize_corpus`);
+  the corpus and the budget; our BPE (:func:`train_tokenizer`) and shards (:func:`tokenize_shards`);
   :func:`lmfoundry.training.train` with ``model: auto`` and ``train.max_time`` = the budget, so its
   probe, validations, checkpoint and export all count against the budget. The plan's optimizer is
   Muon (``auto``'s default).
@@ -45,9 +45,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from lmfoundry.data.tokenize import tokenize_corpus
 
 from lmfoundry.data.default_corpus import write_bible_chapters, write_stdlib_code
+from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.training import train
 from lmfoundry.training.budget import parse_duration
@@ -107,7 +107,8 @@ def run_ours(work: Path, train_file: Path, held_out: list[str], plan: AutoPlan, 
     prep = time.perf_counter()
     if not tok_dir.is_dir():
         train_tokenizer([train_file], plan.vocab_size, tok_dir, show_progress=False, held_out_fraction=0.05)
-        tokenize_corpus([train_file], tok_dir, shards, val_fraction=0.05, show_progress=False)
+        tokenize_shards(TokenizeConfig(val_fraction=0.05, val_method="documents", workers=1), [train_file], tok_dir,
+                        shards, show_progress=False)
     prep = time.perf_counter() - prep
     recipe = apply_plan({"model": "auto", "train": {
         "shards": str(shards), "tokenizer": str(tok_dir), "max_time": budget_s, "optimizer": optimizer,
