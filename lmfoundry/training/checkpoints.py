@@ -240,7 +240,11 @@ class CheckpointManager:
         """After a completed step (and its checkpoint, if one was due): mark restore points clean that
         the run got ``clean_after`` steps past, and take a snapshot when none is recent enough."""
         if self._disk_pending is None:
+            # Every rank must see the same list (mark_clean is collective): read the folder after the main
+            # process's last write, and let no one write a CLEAN marker before every rank has read it.
+            self.accelerator.wait_for_everyone()
             self._disk_pending = [c for c in self.complete() if not c.clean]
+            self.accelerator.wait_for_everyone()
         for ckpt in [c for c in self._disk_pending if c.step + self.clean_after <= step]:
             self.mark_clean(ckpt)
             self._disk_pending.remove(ckpt)
