@@ -49,7 +49,7 @@ import torch
 from lmfoundry.data.default_corpus import write_bible_chapters, write_stdlib_code
 from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.tokenization import train_tokenizer
-from lmfoundry.training import train
+from lmfoundry.training import train, train_sections
 from lmfoundry.training.budget import parse_duration
 from lmfoundry.training.sizing import AutoPlan, apply_plan, plan_auto
 
@@ -115,7 +115,8 @@ def run_ours(work: Path, train_file: Path, held_out: list[str], plan: AutoPlan, 
         "eval_every": max(1, plan.steps // 8), "eval_batches": 4, "checkpoint_every": 0, "sample_every": 0,
         "sample_prompts": [], "report_to": "none", "mixed_precision": "no", "log_every": 1, "seed": 0}}, plan)
     out = work / (name or f"ours-{optimizer}")
-    summary = train(recipe, out)
+    config, model_fields = train_sections(recipe, out)
+    summary = train(config, out, model_fields)
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -29,7 +29,7 @@ from lmfoundry.data.default_corpus import bible_jsonl_path
 from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.tokenization import train_tokenizer
-from lmfoundry.training import train
+from lmfoundry.training import TrainConfig, train
 from lmfoundry.training.validation import lm_loss
 
 
@@ -67,14 +67,10 @@ def reference_loop(model_fields: dict, shards: Path, steps: int, seq_len: int, b
 
 def our_loop(model_fields: dict, tokenizer: Path, shards: Path, out: Path, steps: int, seq_len: int, batch: int,
              lr: float, seed: int) -> float:
-    recipe = {
-        "model": dict(model_fields),
-        "train": {"shards": str(shards), "tokenizer": str(tokenizer), "seq_len": seq_len, "micro_batch_size": batch,
-                  "global_batch_size": batch, "max_steps": steps, "lr": lr, "warmup_steps": 2, "seed": seed,
-                  "report_to": "none", "sample_prompts": [], "checkpoint_every": 0, "eval_every": 0,
-                  "eval_batches": 1, "log_every": 1},
-    }
-    return train(recipe, out)["tokens_per_s"]
+    config = TrainConfig(shards=str(shards), tokenizer=str(tokenizer), seq_len=seq_len, micro_batch_size=batch,
+                         global_batch_size=batch, max_steps=steps, lr=lr, warmup_steps=2, seed=seed, report_to="none",
+                         sample_prompts=[], checkpoint_every=0, eval_every=0, eval_batches=1, log_every=1)
+    return train(config, out, model_fields)["tokens_per_s"]
 
 
 def main() -> None:

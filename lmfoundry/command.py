@@ -110,9 +110,7 @@ class Invocation:
     def section(self, name: str) -> Any:
         """The parsed dataclass of recipe section ``name`` (types checked, defaults filled)."""
         if name not in self.section_cache:
-            from lmfoundry.recipe import parse_section
-
-            self.section_cache[name] = parse_section(section_class(name), self.recipe, name)
+            self.section_cache[name] = recipe_section(self.recipe, name)
         return self.section_cache[name]
 
     def locked_folder(self, verb: Verb) -> Path | None:
@@ -130,6 +128,13 @@ class Invocation:
 def section_class(name: str) -> type:
     module, _, attr = SECTION_CLASSES[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def recipe_section(recipe: dict[str, Any], name: str) -> Any:
+    """Recipe section ``name`` as its stage's dataclass (types checked, defaults filled)."""
+    from lmfoundry.recipe import parse_section
+
+    return parse_section(section_class(name), recipe, name)
 
 
 # ---- field documentation ----------------------------------------------------------------------

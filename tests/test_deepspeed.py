@@ -16,9 +16,9 @@ import sys
 import pytest
 import torch
 from distributed_helpers import build_data, launch, max_loss_gap, recipe_for, train_losses, write_recipe
+from train_helpers import train_recipe
 
 from lmfoundry.modeling import FoundryForCausalLM
-from lmfoundry.training import train
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed: DS_BUILD_OPS=0 pip install "
                                         "--no-build-isolation deepspeed (.ci/run does)")
@@ -32,7 +32,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds-reference") / "run"
-    train(recipe_for(data, checkpoint_every=0), out)
+    train_recipe(recipe_for(data, checkpoint_every=0), out)
     return out
 
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 from distributed_helpers import build_data, launch, max_loss_gap, recipe_for, train_losses, write_recipe
+from train_helpers import train_recipe
 
 from lmfoundry.modeling import FoundryForCausalLM
-from lmfoundry.training import train
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def data(tmp_path_factory):
 def reference(data, tmp_path_factory):
     """One process, no FSDP, 2 accumulation steps, 9 steps: what every sharded run must reproduce."""
     out = tmp_path_factory.mktemp("fsdp-reference") / "run"
-    train(recipe_for(data, max_steps=9), out)
+    train_recipe(recipe_for(data, max_steps=9), out)
     return out
 
 
@@ -101,7 +101,7 @@ def test_fsdp_checkpoint_resumes_without_fsdp_and_a_plain_one_under_fsdp_is_refu
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copytree(root / "run" / "checkpoints" / "step-3", run / "checkpoints" / "step-3")
-    train(recipe_for(data), run, resume=True)  # one process, no FSDP: the DCP shards are converted
+    train_recipe(recipe_for(data), run, resume=True)  # one process, no FSDP: the DCP shards are converted
     assert max_loss_gap(train_losses(run), train_losses(reference)) < 1e-5
     assert sorted(train_losses(run)) == [4, 5, 6]
     assert not list((run / "checkpoints").glob(".converted-*"))

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from train_helpers import train_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmfoundry.cli import main as cli_main
 from lmfoundry.data.default_corpus import bible_jsonl_path
 from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
 from lmfoundry.hub import write_model_card
+from lmfoundry.modeling import FoundryConfig
 from lmfoundry.recipe import load_recipe
 from lmfoundry.tokenization import train_tokenizer
-from lmfoundry.training import TrainingDivergedError, train
+from lmfoundry.training import TrainConfig, TrainingDivergedError, train
 
 MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
          "max_position_embeddings": 64}
@@ -77,7 +79,7 @@ def run_cli(args: list[str], env_extra: dict | None = None, module: list[str] | 
 def reference(data, tmp_path_factory) -> tuple[Path, dict]:
     """One uninterrupted run that several tests compare against."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    summary = train(recipe_for(data, report_to="tensorboard"), out)
+    summary = train_recipe(recipe_for(data, report_to="tensorboard"), out)
     return out, summary
 
 
@@ -144,7 +146,7 @@ def test_sigkill_mid_run_and_mid_checkpoint_then_resume_is_bitwise_exact(referen
     assert "removing incomplete checkpoint" in second.stderr and "resumed from" in second.stderr
     assert "step-8 (step 8," in second.stderr
     # 3) resumes (here in-process) from step 16, written by the second process, and finishes
-    summary = train(recipe_for(data), out)
+    summary = train_recipe(recipe_for(data), out)
     assert summary["steps"] == STEPS and (out / "checkpoints" / "step-24").is_dir()
     ours, expected = train_losses(out), train_losses(ref_dir)
     assert sorted(ours) == list(range(1, STEPS + 1))
@@ -176,7 +178,7 @@ def test_two_processes_match_one_process_with_grad_accumulation(reference, data,
 def test_poisoned_batches_cause_a_spike_rollback_skip_and_recovery(reference, data, tmp_path):
     ref_dir, ref_summary = reference
     out = tmp_path / "poisoned"
-    summary = train(recipe_for(data, poison_batches="17-21", spike_lr_factor=0.5, spike_lr_steps=3), out)
+    summary = train_recipe(recipe_for(data, poison_batches="17-21", spike_lr_factor=0.5, spike_lr_steps=3), out)
     events = [json.loads(line) for line in (out / "spikes.jsonl").read_text().splitlines()]
     assert len(events) == 2 and summary["rollbacks"] == 2
     event, second = events
@@ -219,8 +221,8 @@ def test_spike_at_step_20_without_checkpoints_rolls_back_to_memory_and_finishes(
     short = dict(seq_len=16, micro_batch_size=4, global_batch_size=4, max_steps=120, warmup_steps=None,
                  checkpoint_every=0, eval_every=0, sample_prompts=[], spike_rollback_steps=None,
                  spike_skip_extra=None, spike_lr_steps=None)
-    clean = train(recipe_for(data, **short), tmp_path / "clean")
-    summary = train(recipe_for(data, **short, poison_batches="19-19"), tmp_path / "poisoned")
+    clean = train_recipe(recipe_for(data, **short), tmp_path / "clean")
+    summary = train_recipe(recipe_for(data, **short, poison_batches="19-19"), tmp_path / "poisoned")
     assert summary["steps"] == 120 and summary["rollbacks"] == 1
     records = [json.loads(line) for line in (tmp_path / "poisoned" / "metrics.jsonl").read_text().splitlines()]
     (rollback,) = [r for r in records if r["kind"] == "rollback"]
@@ -243,7 +245,7 @@ def test_spike_at_step_20_without_checkpoints_rolls_back_to_memory_and_finishes(
 def test_too_many_rollbacks_stop_with_a_clear_error_and_checkpoints_intact(data, tmp_path):
     out = tmp_path / "diverged"
     with pytest.raises(TrainingDivergedError, match=r"loss spike at step 14 .* after 0 rollbacks"):
-        train(recipe_for(data, poison_batches="12-12", spike_max_rollbacks=0), out)
+        train_recipe(recipe_for(data, poison_batches="12-12", spike_max_rollbacks=0), out)
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-8"]
     assert (out / "checkpoints" / "step-8" / "COMPLETE").is_file()
 
@@ -291,7 +293,7 @@ def test_bad_recipe_values_fail_before_training(data, tmp_path, change, error, m
     for section, fields in change.items():
         recipe[section].update(fields)
     with pytest.raises(error, match=message):
-        train(recipe, tmp_path / "run")
+        train_recipe(recipe, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -299,31 +301,35 @@ def test_shards_from_another_tokenizer_are_refused(data, tmp_path):
     other = train_tokenizer([data["root"] / "docs.jsonl"], 576, tmp_path / "other-tokenizer", show_progress=False)
     assert len(other) != len(AutoTokenizer.from_pretrained(data["tokenizer"]))
     with pytest.raises(ValueError, match="shards were made with tokenizer"):
-        train(recipe_for(data, tokenizer=str(tmp_path / "other-tokenizer")), tmp_path / "run")
+        train_recipe(recipe_for(data, tokenizer=str(tmp_path / "other-tokenizer")), tmp_path / "run")
 
 
 def test_resume_needs_an_existing_run_and_output_must_be_writable(data, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"--resume: run folder .* does not exist"):
-        train(recipe_for(data), tmp_path / "missing", resume=True)
+        train_recipe(recipe_for(data), tmp_path / "missing", resume=True)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        train(recipe_for(data), tmp_path / "empty", resume=True)
+        train_recipe(recipe_for(data), tmp_path / "empty", resume=True)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(PermissionError, match="is not writable"):
-        train(recipe_for(data), blocker / "run")
+        train_recipe(recipe_for(data), blocker / "run")
 
 
 def test_overrides_wsd_and_activation_checkpointing_give_the_same_losses(reference, data, tmp_path):
     recipe_path = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
     overrides = ["--train.max_steps", "3", "--train.checkpoint_every", "0", "--train.eval_every", "0"]
-    plain = train(load_recipe(recipe_path, overrides), tmp_path / "plain")
-    recomputed = train(load_recipe(recipe_path, [*overrides, "--train.gradient_checkpointing", "true"]),
-                       tmp_path / "recomputed")
+    plain = train_recipe(load_recipe(recipe_path, overrides), tmp_path / "plain")
+    recomputed = train_recipe(load_recipe(recipe_path, [*overrides, "--train.gradient_checkpointing", "true"]),
+                              tmp_path / "recomputed")
     assert plain["steps"] == recomputed["steps"] == 3
     # recomputing activations in the backward pass changes memory, not the arithmetic
     assert train_losses(tmp_path / "plain") == pytest.approx(train_losses(tmp_path / "recomputed"), abs=1e-6)
-    wsd = train(load_recipe(recipe_path, [*overrides, "--train.schedule", "wsd"]), tmp_path / "wsd")
+    # the Python entry point takes the dataclasses themselves: the same run, bit for bit
+    config = TrainConfig(**{**recipe_for(data)["train"], "max_steps": 3, "checkpoint_every": 0, "eval_every": 0})
+    assert train(config, tmp_path / "api", FoundryConfig(**MODEL))["steps"] == 3
+    assert train_losses(tmp_path / "api") == train_losses(tmp_path / "plain")
+    wsd = train_recipe(load_recipe(recipe_path, [*overrides, "--train.schedule", "wsd"]), tmp_path / "wsd")
     assert wsd["steps"] == 3
     assert yaml.safe_load((tmp_path / "wsd" / "recipe.yaml").read_text())["train"]["schedule"] == "wsd"
 
@@ -333,7 +339,7 @@ def test_max_time_plans_steps_and_ends_fully_decayed(data, tmp_path):
                   min_lr_ratio=0.0, checkpoint_every=0, eval_every=0, sample_prompts=[], seq_len=16,
                   micro_batch_size=4, global_batch_size=4)
     out = tmp_path / "timed"
-    summary = train(recipe_for(data, **fields), out)
+    summary = train_recipe(recipe_for(data, **fields), out)
     assert summary["max_time_s"] == 3.0 and summary["steps"] >= 2  # few when other jobs load the machine
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in records if r["kind"] == "train"]
@@ -350,7 +356,7 @@ def test_max_time_plans_steps_and_ends_fully_decayed(data, tmp_path):
 def test_muon_resumes_bitwise(data, tmp_path):
     fields = dict(optimizer="muon", max_steps=12, checkpoint_every=6, eval_every=0, sample_prompts=[])
     out = tmp_path / "muon"
-    first = train(recipe_for(data, **fields), out)
+    first = train_recipe(recipe_for(data, **fields), out)
     assert first["steps"] == 12 and first["rollbacks"] == 0
     losses = train_losses(out)
     assert losses[12] < losses[1] - 0.1  # it learns
@@ -360,9 +366,9 @@ def test_muon_resumes_bitwise(data, tmp_path):
     # drop the end of the run and continue from step 6: the same losses, bit for bit
     shutil.rmtree(out / "checkpoints" / "step-12")
     shutil.rmtree(out / "model")
-    train(recipe_for(data, **fields), out)
+    train_recipe(recipe_for(data, **fields), out)
     assert train_losses(out) == losses
-    adamw = train(recipe_for(data, max_steps=12, checkpoint_every=0, eval_every=0, sample_prompts=[]),
+    adamw = train_recipe(recipe_for(data, max_steps=12, checkpoint_every=0, eval_every=0, sample_prompts=[]),
                   tmp_path / "adamw")
     assert adamw["final_train_loss"] != first["final_train_loss"]
 
@@ -370,7 +376,7 @@ def test_muon_resumes_bitwise(data, tmp_path):
 def test_muon_under_two_processes_matches_one(data, tmp_path):
     fields = dict(optimizer="muon", max_steps=6, checkpoint_every=0, eval_every=0, sample_prompts=[])
     reference = tmp_path / "one"
-    train(recipe_for(data, **fields), reference)
+    train_recipe(recipe_for(data, **fields), reference)
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data, **fields))
     launch = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmfoundry", "train"]
@@ -387,7 +393,7 @@ def test_model_auto_trains_for_the_budget_and_keeps_its_plan(data, tmp_path):
     for name in ("seq_len", "micro_batch_size", "global_batch_size", "lr"):
         del recipe["train"][name]
     recipe["model"] = {"auto": True}  # a recipe file's form of model: auto
-    summary = train(recipe, tmp_path / "auto")
+    summary = train_recipe(recipe, tmp_path / "auto")
     plan = json.loads((tmp_path / "auto" / "auto_plan.json").read_text())
     saved = yaml.safe_load((tmp_path / "auto" / "recipe.yaml").read_text())
     assert saved["model"]["hidden_size"] == plan["hidden_size"] and saved["train"]["seq_len"] == plan["seq_len"]
@@ -401,7 +407,7 @@ def test_max_time_resume_counts_the_time_already_spent(data, tmp_path):
                   checkpoint_every=2, keep_last=100, eval_every=0, sample_prompts=[], seq_len=16,
                   micro_batch_size=4, global_batch_size=4)
     out = tmp_path / "timed"
-    train(recipe_for(data, **fields), out)
+    train_recipe(recipe_for(data, **fields), out)
     steps = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
     middle = steps[len(steps) // 2]
     for later in steps:
@@ -409,7 +415,7 @@ def test_max_time_resume_counts_the_time_already_spent(data, tmp_path):
             shutil.rmtree(out / "checkpoints" / f"step-{later}")
     shutil.rmtree(out / "model")
     spent = json.loads((out / "checkpoints" / f"step-{middle}" / "COMPLETE").read_text())
-    summary = train(recipe_for(data, **fields), out)  # resumes from the middle checkpoint, no new probe
+    summary = train_recipe(recipe_for(data, **fields), out)  # resumes from the middle checkpoint, no new probe
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["resumed"]) for r in records if r["kind"] == "run"] == [(0, False), (middle, True)]
     rows = {r["step"]: r for r in records if r["kind"] == "train"}

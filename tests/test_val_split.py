@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from test_shards import read_split, tokenize, write_jsonl
 from test_tokenizer_fixtures import make_corpus
+from train_helpers import train_recipe
 
 from lmfoundry.cli import main
 from lmfoundry.data.shards import read_manifest
 from lmfoundry.tokenization import train_tokenizer
 from lmfoundry.tokenization.holdout import ValSplit, tail_cut, val_split_for
 from lmfoundry.tokenization.sources import is_validation
-from lmfoundry.training import train
 
 BOOK = "corpora/books/pride-and-prejudice.utf8-bom-crlf.txt"  # one file = one 725 kB document
 
@@ -103,7 +103,7 @@ def test_a_single_book_gets_a_val_tail_the_tokenizer_never_trains_on(shared, tmp
                   "checkpoint_every": 0, "eval_every": 1, "eval_batches": 2, "report_to": "none",
                   "sample_every": 0},
     }
-    summary = train(recipe, out)
+    summary = train_recipe(recipe, out)
     assert summary["val_loss"] is not None and np.isfinite(summary["val_bpb"])
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "val"] == [1, 2]

@@ -81,11 +81,12 @@ class RunArtifacts:
         layout = RunLayout(run_dir)
         # A pipeline run keeps training in train/; a standalone training run *is* the train folder.
         train_dir = layout.train if layout.train.is_dir() else run_dir
-        recipe = _read_yaml(train_dir / "recipe.yaml") or _read_yaml(layout.recipe)
+        # the run's recipe, with the model and train sections as training filled them in (model: auto sized)
+        recipe = {**_read_recipe(layout.recipe), **_read_recipe(train_dir / "recipe.yaml")}
         loss_curve = train_dir / "loss_curve.png"
         return cls(
             run_dir=run_dir,
-            recipe=recipe if isinstance(recipe, dict) else None,
+            recipe=recipe or None,
             curation_stats=_read_json(layout.curate_stats),
             metrics=_read_jsonl(train_dir / "metrics.jsonl"),
             spikes=_read_jsonl(train_dir / "spikes.jsonl"),
@@ -105,14 +106,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_recipe(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        return None
+        return {}
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         logger.warning("ignoring %s for the model card: %s", path, err)
-        return None
+        return {}
+    return recipe if isinstance(recipe, dict) else {}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]] | None:

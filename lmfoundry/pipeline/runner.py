@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.atomic import replace_folder, write_json_atomic
-from lmfoundry.command import section_class
+from lmfoundry.command import recipe_section
 from lmfoundry.data.curation import curate
 from lmfoundry.data.default_corpus import write_default_corpus
 from lmfoundry.data.shards import read_manifest, tokenize_shards
@@ -36,6 +36,7 @@ from lmfoundry.recipe import coerce_fields, dump_recipe, parse_section
 from lmfoundry.tokenization.stage import build_tokenizer
 from lmfoundry.training.budget import training_budget
 from lmfoundry.training.loop import train
+from lmfoundry.training.sections import AUTO_PLAN, train_sections
 from lmfoundry.training.sizing import is_auto, plan_auto
 
 logger = logging.getLogger(__name__)
@@ -73,18 +74,17 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
 
     def section(self, name: str) -> Any:
-        return parse_section(section_class(name), self.recipe, name)
+        return recipe_section(self.recipe, name)
 
 
 def check_recipe(recipe: dict[str, dict[str, Any]]) -> None:
     """Parse every section the pipeline will use, so a typo fails before hours of curation."""
     for name in ("run", "tokenizer", "tokenize", "eval", "hub"):
-        parse_section(section_class(name), recipe, name)
+        recipe_section(recipe, name)
     data = recipe.get("data", {})
-    curate_config = section_class("data")
-    parse_section(curate_config, {"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
+    recipe_section({"data": {**data, "inputs": data.get("inputs") or ["-"]}}, "data").validate()
     train_fields = {"shards": "-", "tokenizer": "-", **recipe.get("train", {})}
-    parse_section(section_class("train"), {"train": train_fields}, "train")
+    recipe_section({"train": train_fields}, "train")
     FoundryConfig(**{"vocab_size": 512, **coerce_fields(FoundryConfig, recipe.get("model", {}), "model")})
 
 
@@ -126,7 +126,7 @@ def _plan_auto_vocabulary(run: Run) -> None:
     picks the vocabulary too; the train stage finds the plan in ``RUN/train/auto_plan.json``."""
     stats = json.loads(run.layout.curate_stats.read_text(encoding="utf-8"))
     plan = plan_auto(stats["output"]["bytes"], _training_time(run))
-    write_json_atomic(run.layout.train / "auto_plan.json", plan.to_dict())
+    write_json_atomic(run.layout.train / AUTO_PLAN, plan.to_dict())
     run.recipe.setdefault("tokenizer", {})["vocab_size"] = plan.vocab_size
     logger.info("model: auto chose a %d-token vocabulary for %.1f MB of text", plan.vocab_size,
                 stats["output"]["bytes"] / 1e6)
@@ -142,13 +142,14 @@ def _training_time(run: Run) -> str | float:
 
 
 def stage_train(run: Run) -> dict[str, Any]:
-    recipe = {**run.recipe, "train": {"seed": run.config.seed, **run.recipe.get("train", {})}}
-    recipe["train"].update(shards=str(run.layout.shards), tokenizer=str(run.layout.tokenizer))
+    recipe = {**run.recipe, "train": {**run.recipe.get("train", {}), "shards": str(run.layout.shards),
+                                      "tokenizer": str(run.layout.tokenizer)}}
     if run.config.budget is not None:  # the run's budget, less what the data stages took, is training's
         for name in ("max_steps", "max_tokens"):
             recipe["train"].pop(name, None)
         recipe["train"]["max_time"] = _training_time(run)
-    return train(recipe, run.layout.train, force_recipe_change=run.force_recipe_change)
+    config, model = train_sections(recipe, run.layout.train)
+    return train(config, run.layout.train, model, force_recipe_change=run.force_recipe_change)
 
 
 def stage_eval(run: Run) -> dict[str, Any]:

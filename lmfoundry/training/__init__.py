@@ -1,6 +1,7 @@
 """Pretraining with Accelerate: the loop, checkpoints and exact resume, loss-spike rollback.
 
-``from lmfoundry.training import train`` — ``train(recipe, output_dir, resume=None) -> summary``.
+``from lmfoundry.training import TrainConfig, train`` — ``train(config, output_dir, model=None, resume=None)
+-> summary``; :func:`train_sections` turns a recipe's ``train`` and ``model`` sections into those arguments.
 For a pipeline: :func:`plan_auto` / :func:`apply_plan` size ``model: auto`` after curation (before
 the tokenizer is trained), :func:`training_budget` gives training its share of a run budget.
 
@@ -20,6 +21,7 @@ _EXPORTS = {
     "parse_duration": "lmfoundry.training.budget",
     "plan_auto": "lmfoundry.training.sizing",
     "train": "lmfoundry.training.loop",
+    "train_sections": "lmfoundry.training.sections",
     "training_budget": "lmfoundry.training.budget",
 }
 __all__ = sorted(_EXPORTS)

@@ -47,12 +47,14 @@ VERBS = (
 
 def run(inv: Invocation) -> int:
     from lmfoundry.training.loop import train
+    from lmfoundry.training.sections import train_sections
 
     section = inv.recipe.setdefault("train", {})
     for name in ("shards", "tokenizer"):
         if not section.get(name):
             section[name] = str(getattr(inv.layout, name))
-    summary = train(inv.recipe, inv.options.output, resume=True if inv.options.resume else None,
+    config, model = train_sections(inv.recipe, inv.options.output)
+    summary = train(config, inv.options.output, model, resume=True if inv.options.resume else None,
                     force_recipe_change=inv.options.force_recipe_change)
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import math
 import os
@@ -37,12 +36,10 @@ from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.dataset import PretrainDataset
-from lmfoundry.data.shards import read_manifest
 from lmfoundry.errors import DivergedError
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
-from lmfoundry.recipe import coerce_fields, dump_recipe, load_recipe, parse_section
+from lmfoundry.recipe import coerce_fields, dump_recipe, load_recipe
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
 from lmfoundry.training import faults
 from lmfoundry.training.budget import planned_steps
@@ -53,12 +50,15 @@ from lmfoundry.training.metrics import JsonlLog, plot_loss_curve
 from lmfoundry.training.optim import build_optimizers
 from lmfoundry.training.recipe_check import check_resume_recipe
 from lmfoundry.training.schedules import lr_at
-from lmfoundry.training.sizing import AutoPlan, apply_plan, is_auto, resolve_auto_recipe
+from lmfoundry.training.sections import saved_plan
 from lmfoundry.training.spikes import SpikeDetector, Verdict
 from lmfoundry.training.throughput import mfu, peak_flops
 from lmfoundry.training.validation import lm_loss, sample, validate
 
 logger = logging.getLogger(__name__)
+
+# the model section: FoundryConfig fields, a FoundryConfig, or None for the defaults
+ModelFields = dict[str, Any] | FoundryConfig | None
 
 
 class TrainingDivergedError(DivergedError):
@@ -153,34 +153,6 @@ def _prepare_output_dir(output_dir: Path, resume: bool | None) -> bool:
     return has_checkpoints
 
 
-def _resolve_auto(recipe: dict, output_dir: Path) -> dict:
-    """``model: auto`` on existing shards: size the model for their tokens and ``train.max_time``.
-
-    The plan is kept in ``RUN/auto_plan.json`` and reused on resume (a re-measured machine speed
-    could otherwise pick another shape than the checkpoints hold).
-    """
-    cfg = parse_section(TrainConfig, recipe, "train")
-    if cfg.max_time is None:
-        raise ValueError("recipe section 'model': auto sizes the model for a time budget; set train.max_time "
-                         "(e.g. 3m) instead of max_steps/max_tokens")
-    saved = output_dir / "auto_plan.json"
-    if saved.is_file():
-        plan = AutoPlan(**json.loads(saved.read_text(encoding="utf-8")))
-        resolved = apply_plan(recipe, plan)
-        resolved["tokenizer"] = recipe.get("tokenizer", {})
-    else:
-        manifest = read_manifest(Path(cfg.shards))
-        split = manifest["splits"]["train"]
-        vocab = special_token_ids(AutoTokenizer.from_pretrained(cfg.tokenizer))["vocab_size"]
-        resolved, plan = resolve_auto_recipe(recipe, split["tokens"], split["bytes_per_token"], vocab, cfg.max_time)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(saved, plan.to_dict())
-    if not resolved["tokenizer"]:
-        del resolved["tokenizer"]
-    resolved["_auto_plan"] = plan  # logged into train.log by fit(); not a recipe section
-    return resolved
-
-
 def _flat_config(recipe: dict) -> dict:
     """Recipe flattened to scalar ``section.field`` pairs, as trackers (TensorBoard hparams) want."""
     flat = {}
@@ -207,22 +179,19 @@ def _due(step: int, every: int) -> bool:
 
 
 class Trainer:
-    """One training run: built from a recipe, run once by :meth:`fit`. Use :func:`train`."""
+    """One training run: built from its config, run once by :meth:`fit`. Use :func:`train`."""
 
-    def __init__(self, recipe: dict, output_dir: str | Path, resume: bool | None = None,
-                 force_recipe_change: bool = False):
-        self.auto_plan: AutoPlan | None = None
-        if is_auto(recipe):
-            recipe = _resolve_auto(recipe, Path(output_dir))
-            self.auto_plan = recipe.pop("_auto_plan")
-        self.cfg = cfg = parse_section(TrainConfig, recipe, "train")
-        self.seed = cfg.seed if cfg.seed is not None else int(recipe.get("run", {}).get("seed", 0))
+    def __init__(self, config: TrainConfig, output_dir: str | Path, model: ModelFields = None,
+                 resume: bool | None = None, force_recipe_change: bool = False):
+        self.cfg = cfg = config
+        self.seed = cfg.seed if cfg.seed is not None else 0
         self.output_dir = Path(output_dir)
         for name, path in (("train.shards", cfg.shards), ("train.tokenizer", cfg.tokenizer)):
             if not Path(path).is_dir():
                 raise FileNotFoundError(f"recipe field {name}: folder {path} does not exist")
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
-        self.model_config = model_config_from_recipe(recipe.get("model", {}), self.tokenizer)
+        model_fields = _model_fields(model)
+        self.model_config = model_config_from_recipe(model_fields, self.tokenizer)
         if cfg.seq_len > self.model_config.max_position_embeddings:
             raise ValueError(f"recipe field train.seq_len={cfg.seq_len} exceeds model.max_position_embeddings="
                              f"{self.model_config.max_position_embeddings}")
@@ -255,9 +224,9 @@ class Trainer:
         self.max_time_s = cfg.max_time_s()
         self.poisoned = cfg.poison_range()
 
-        self.recipe = {**recipe, "model": {**recipe.get("model", {}),
-                                           **{k: getattr(self.model_config, k) for k in
-                                              ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")}},
+        # what the run records (RUN/recipe.yaml) and a resume is checked against: both sections, filled in
+        self.recipe = {"model": {**model_fields, **{k: getattr(self.model_config, k) for k in
+                                                    ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")}},
                        "train": {**cfg.to_dict(), "seed": self.seed}}
         recorded = self.output_dir / "recipe.yaml"
         if self.resuming and recorded.is_file():
@@ -347,8 +316,9 @@ class Trainer:
     def _start_or_resume(self) -> None:
         """Load the newest checkpoint (or plan a fresh run), reset the logs to that step, start judging."""
         acc, cfg, state = self.accelerator, self.cfg, self.state
-        if self.auto_plan is not None:
-            logger.info("%s", self.auto_plan.explain())
+        plan = saved_plan(self.output_dir)
+        if plan is not None:
+            logger.info("%s", plan.explain())
         self.checkpoints.remove_incomplete()
         planned = cfg.total_steps(self.train_data.tokens_per_step)
         if planned is not None:
@@ -673,8 +643,13 @@ class Trainer:
         acc.wait_for_everyone()
 
 
-def train(recipe: dict, output_dir: str | Path, resume: bool | None = None, force_recipe_change: bool = False) -> dict:
-    """Train the recipe's model on its token shards; returns a summary (steps, losses, paths).
+def train(config: TrainConfig, output_dir: str | Path, model: ModelFields = None, *, resume: bool | None = None,
+          force_recipe_change: bool = False) -> dict:
+    """Train a model on ``config.shards`` into ``output_dir``; returns a summary (steps, losses, paths).
+
+    ``model``: the ``model`` recipe section (``FoundryConfig`` fields) or a ``FoundryConfig``; the
+    vocabulary and special-token ids come from the tokenizer. A recipe's ``model: auto`` and
+    ``run.seed`` are resolved before this, by :func:`~lmfoundry.training.sections.train_sections`.
 
     ``resume``: True requires a checkpoint to continue from, None continues when the run folder has
     one and starts fresh otherwise, False refuses a folder that already holds checkpoints. A resume
@@ -683,9 +658,18 @@ def train(recipe: dict, output_dir: str | Path, resume: bool | None = None, forc
     """
     # accelerate narrates every file it saves at INFO; the loop's own log says what matters
     logging.getLogger("accelerate").setLevel(max(logging.WARNING, logging.getLogger("accelerate").level))
-    trainer = Trainer(recipe, output_dir, resume, force_recipe_change)
+    trainer = Trainer(config, output_dir, model, resume, force_recipe_change)
     with _log_file(trainer.output_dir / "train.log", trainer.accelerator.is_main_process):
         return trainer.fit()
+
+
+def _model_fields(model: ModelFields) -> dict[str, Any]:
+    """The model section as plain fields; a ``FoundryConfig`` gives the ones it sets away from the defaults."""
+    if isinstance(model, FoundryConfig):
+        defaults = FoundryConfig().to_dict()
+        return {k: v for k, v in model.to_dict().items() if k in defaults and v != defaults[k]
+                and k not in ("architectures", "model_type", "transformers_version", "_name_or_path", "dtype")}
+    return dict(model or {})
 
 
 @contextlib.contextmanager
