@@ -353,6 +353,24 @@ def test_max_time_plans_steps_and_ends_fully_decayed(data, tmp_path):
     assert "max_time 3s: a step takes" in log and "probe steps" in log
 
 
+def test_max_time_replans_when_the_machine_slows_down_after_the_probe(data, tmp_path, monkeypatch):
+    """Steps many times slower than the probe's (another job took the cores): the plan is checked by the clock,
+    not only every 5% of its (far too many) steps, so the run still ends decayed near its deadline."""
+    monkeypatch.setenv("LMFOUNDRY_FAULT_SLOW_STEP", "0.3")
+    fields = dict(max_steps=None, max_time="4s", warmup_steps=None, schedule="wsd", min_lr_ratio=0.0,
+                  checkpoint_every=0, eval_every=0, sample_prompts=[], seq_len=16, micro_batch_size=4,
+                  global_batch_size=4)
+    out = tmp_path / "slowed"
+    summary = train_recipe(recipe_for(data, **fields), out)
+    log = (out / "train.log").read_text()
+    planned = int(log.split("probe steps")[1].split("-> ")[1].split(" steps")[0])
+    assert planned > 4 * summary["steps"]  # the probe's plan was far off
+    assert "s per step so far" in log  # ... and was corrected
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "train"]
+    assert rows[-1]["lr"] == 0.0 and summary["train_time_s"] < 2 * 4
+
+
 def test_muon_resumes_bitwise(data, tmp_path):
     fields = dict(optimizer="muon", max_steps=12, checkpoint_every=6, eval_every=0, sample_prompts=[])
     out = tmp_path / "muon"

@@ -7,6 +7,8 @@
   rate multiplied by ``train.poison_lr_factor``: a destructive update, the way a bad batch meeting
   a fragile model state blows up a real run (PaLM). The loss spikes on the following step, which
   is what the spike detector has to catch and roll back.
+- ``LMFOUNDRY_FAULT_SLOW_STEP=SECONDS`` adds SECONDS to every optimizer step after the probe of a
+  ``max_time`` run: a machine that another job slows down once the plan is made.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 
 logger = logging.getLogger(__name__)
 ENV_SIGKILL = "LMFOUNDRY_FAULT_SIGKILL"
+ENV_SLOW_STEP = "LMFOUNDRY_FAULT_SLOW_STEP"
 
 
 def maybe_kill(point: str, step: int) -> None:
@@ -24,3 +28,10 @@ def maybe_kill(point: str, step: int) -> None:
     if os.environ.get(ENV_SIGKILL) == f"{point}:{step}":
         logger.warning("fault injection: SIGKILL at %s %d", point, step)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def maybe_slow() -> None:
+    """Stall this step by ``LMFOUNDRY_FAULT_SLOW_STEP`` seconds, if set."""
+    delay = float(os.environ.get(ENV_SLOW_STEP) or 0)
+    if delay > 0:
+        time.sleep(delay)

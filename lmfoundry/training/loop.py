@@ -253,6 +253,7 @@ class Trainer:
         self.last_train_loss: float | None = None
         self.eval_s = self.checkpoint_s = 0.0  # the last validation's and checkpoint's wall clock
         self.plan_anchor = (0, 0.0)  # (step, train time) where this session's steps began
+        self.plan_checked_s = 0.0  # train time of the last plan check
 
     # ----------------------------------------------------------------------------------------- run
     def fit(self) -> dict:
@@ -267,8 +268,10 @@ class Trainer:
         if self.max_time_s is not None:  # a plan measures this session's steps, not the setup before them
             state.plan_step = state.step
             self.plan_anchor = (state.step, self._slowest(state.train_time_s())[0])
+            self.plan_checked_s = self.plan_anchor[1]
         while state.step < state.total_steps:
             faults.maybe_kill("step", state.step)
+            faults.maybe_slow()
             record = self._train_step()
             if record is None:  # a spike: state rolled back, data skipped
                 progress.n = state.step
@@ -400,13 +403,25 @@ class Trainer:
 
     def _replan(self) -> bool:
         """Refine a max_time plan from the measured cost of this session's steps (evals and checkpoints
-        included), every 5% of the run while the lr does not yet depend on the step count; True if changed."""
+        included), every 5% of the planned steps or of the time budget, whichever comes first, while the
+        lr does not yet depend on the step count; True if changed.
+
+        The time trigger matters when the machine slows down after the probe (another job takes the
+        cores): a plan of thousands of steps at the probe's speed would otherwise be checked only after
+        5% of those steps, too late to use the budget well."""
         state, cfg = self.state, self.cfg
-        if self.max_time_s is None or state.step - state.plan_step < max(1, state.total_steps // 20):
+        if self.max_time_s is None:
+            return False
+        due_by_steps = state.step - state.plan_step >= max(1, state.total_steps // 20)
+        # the clock is reduced over ranks, so read it only every 0.5% of the steps, on every rank alike
+        if not due_by_steps and state.step % max(1, state.total_steps // 200):
             return False
         if not _lr_is_flat(cfg, state.step, state.total_steps, state.warmup_steps):
             return False
         (now,) = self._slowest(state.train_time_s())  # the same on every rank, so is the new plan
+        if not due_by_steps and now - self.plan_checked_s < 0.05 * self.max_time_s:
+            return False
+        self.plan_checked_s = now
         anchor_step, anchor_time = self.plan_anchor  # the session's average: steadier than the last few steps
         per_step = (now - anchor_time) / (state.step - anchor_step)
         total = state.step + planned_steps(self.max_time_s - now, per_step, reserve_s=self._end_reserve_s())
