@@ -24,6 +24,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from lmfoundry.modeling.weights import check_weights
+
 logger = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -84,6 +86,7 @@ class LanguageModel:
             if dtype not in DTYPES:
                 raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            check_weights(model)  # a truncated file is one line naming it, not a safetensors traceback
             model = AutoModelForCausalLM.from_pretrained(
                 str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
             )
