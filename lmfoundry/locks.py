@@ -3,7 +3,10 @@
 Two runs on one folder would mix their outputs (one's checkpoints, the other's model and recipe), so
 every verb that writes a folder holds ``FOLDER/.lock`` with ``fcntl.flock`` while it works. The
 kernel frees the lock when the process dies, so a SIGKILLed run never blocks the next one; the file
-only records who holds it (pid, verb, start time) for the error the second process prints.
+only records who holds it (pid, verb, start time) for the error the second process prints. A forked
+child (a datatrove or DataLoader worker) closes its copy of the locked descriptor at once: a flock
+lives as long as any process holds the descriptor, so workers that outlive a killed parent would
+otherwise keep its folder locked.
 
 Both the command line and the library entry points (``curate``, ``tokenize_shards``,
 ``build_tokenizer``, ``evaluate_model``, ``push_to_hub``, ``train``) take the lock, so two Python
@@ -25,7 +28,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +45,6 @@ class FolderLockedError(InputError):
 class _Held:
     """A folder this process holds: the locked descriptor and how many ``with`` blocks share it."""
 
-    pid: int  # a forked child inherits the registry but not the right to the lock
     fd: int
     created: bool  # the outermost holder created the folder: remove it on release if still empty
     count: int = 1
@@ -65,16 +67,17 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
     key = folder.resolve()
     with _GUARD:
         held = _HELD.get(key)
-        if held is not None and held.pid == os.getpid():
+        if held is not None:
             held.count += 1
         else:
-            held = _HELD[key] = _Held(os.getpid(), _acquire(folder, what), created)
+            held = _HELD[key] = _Held(_acquire(folder, what), created)
     try:
         yield folder
     finally:
         with _GUARD:
+            mine = _HELD.get(key) is held  # not in a forked child, which let go of its parent's locks at the fork
             held.count -= 1
-            if held.count == 0:
+            if mine and held.count == 0:
                 del _HELD[key]
                 if held.created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
                     shutil.rmtree(folder, ignore_errors=True)  # failed before writing anything: leave no folder
@@ -115,6 +118,20 @@ def _acquire(folder: Path, what: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close the inherited lock descriptors (the parent still holds the locks) and start
+    with an empty registry and a fresh guard (another thread may have held the old one at the fork)."""
+    global _GUARD
+    for held in _HELD.values():
+        with suppress(OSError):
+            os.close(held.fd)
+    _HELD.clear()
+    _GUARD = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _read_holder(fd: int) -> dict:
