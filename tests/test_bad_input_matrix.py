@@ -10,6 +10,10 @@ error line must say. Every row gets the same four checks:
   checksum it had before (lock files aside: a refused verb may leave ``.lock`` in a folder that existed);
 - no new partial output: no file or folder appeared anywhere in them.
 
+A row may name the few files its verb legitimately writes before it fails (the full disk during a resumed
+training run appends the rows of the steps it did train, and says why); a row still to fix is a strict xfail
+naming what is wrong, so fixing it turns the row red until its mark is removed.
+
 Full disks and read-only folders are real tmpfs mounts (skipped with the reason where mounting is not
 allowed); the lock holder is a real second process.
 """
@@ -316,7 +320,7 @@ CASES = [
     Case("tokenizer train: mistyped path", tok_train("--input", "{w.root}/docs.jsnol", "--output", "{t}/tok"),
          says("{w.root}/docs.jsnol", "not found")),
     Case("tokenizer train: empty file", tok_train("--input", "{w.empty}", "--output", "{t}/tok"),
-         says("no training text")),
+         says("{w.empty}", "no training text")),
     Case("tokenizer train: truncated gzip", tok_train("--input", "{w.cut}", "--output", "{t}/tok"),
          says("{w.cut}", "truncated or corrupt gzip")),
     Case("tokenizer train: integer field given a fraction",
@@ -353,7 +357,7 @@ CASES = [
     Case("eval: planted model code",
          verb("eval", "--model", "{w.foreign}", "--tasks", "bpb", "--bpb-data", "{w.shards}", "--output",
               "{t}/ev/results.json"),
-         says("{w.foreign}", "trust")),
+         says("{w.foreign}", "--trust-remote-code")),
     Case("eval: locked output folder",
          verb("eval", "--model", "{w.model}", "--tasks", "bpb", "--bpb-data", "{w.shards}", "--output",
               "{t}/held/results.json"),

@@ -87,9 +87,15 @@ class LanguageModel:
                 raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             check_weights(model)  # a truncated file is one line naming it, not a safetensors traceback
-            model = AutoModelForCausalLM.from_pretrained(
-                str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
-            )
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+                )
+            except ValueError as err:
+                if "trust_remote_code" not in str(err):
+                    raise
+                raise ValueError(f"{model}: its modeling code is not lmfoundry's; it runs only with "
+                                 "--trust-remote-code (trust_remote_code=True), after you have read it") from None
             model.to(device)
         return cls(model, tok, batch_size=batch_size)
 

@@ -150,7 +150,8 @@ def train_tokenizer(
         backend.train_from_iterator(iter(stream), trainer=trainer)
         logger.info("trained on %d documents, %.1f MB", stream.documents, stream.bytes / 1e6)
         if stream.documents == 0:
-            raise ValueError("no training text: the source yielded no documents (all held out or empty)")
+            raise ValueError(f"{_describe(source)}: no training text: the source yielded no documents "
+                             "(all held out or empty)")
 
         learned = backend.get_vocab_size()
         if learned < target:
