@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.locks import LOCK_FILE
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) in one step."""
@@ -58,10 +60,16 @@ def replace_folder(staged: str | os.PathLike, target: str | os.PathLike) -> None
     Two renames in one filesystem: the old folder moves aside, the new one takes its name, then
     the old one is deleted. A crash between them leaves ``target.old`` beside a whole ``target``
     (or, before the second rename, the old folder under ``target.old``): never a half folder.
+    ``target``'s lock file is hard-linked into the new folder first, so whoever holds the lock on
+    ``target`` (:mod:`lmfoundry.locks`) still holds it after the swap.
     """
     staged, target = Path(staged), Path(target)
     if not staged.is_dir():
         raise FileNotFoundError(f"{staged}: no staged folder to put in place of {target}")
+    lock = target / LOCK_FILE
+    if lock.is_file():
+        (staged / LOCK_FILE).unlink(missing_ok=True)
+        os.link(lock, staged / LOCK_FILE)  # one inode, so one flock, under either folder's name
     aside = target.with_name(target.name + ".old")
     shutil.rmtree(aside, ignore_errors=True)
     if target.exists():

@@ -18,7 +18,7 @@ from contextlib import nullcontext
 
 from lmfoundry.command import Verb, add_common_arguments, load_runner, parse_invocation
 from lmfoundry.errors import run_verb
-from lmfoundry.locks import folder_lock
+from lmfoundry.locks import output_lock
 
 # The modules that declare verbs (each has VERBS: a tuple of lmfoundry.command.Verb), in --help order.
 VERB_MODULES = (
@@ -89,10 +89,9 @@ def _run(verb: Verb, argv: list[str]) -> int:
     invocation, args = parse_invocation(verb, argv)
     _configure_logging(args.verbose)
     folder = invocation.locked_folder(verb)
-    # Under `accelerate launch` every rank runs the verb on the same folder: rank 0 holds the lock for all.
-    if folder is not None and not verb.lock_creates and not folder.is_dir():
-        folder = None  # an input folder that is not there: the verb itself says so
-    lock = folder_lock(folder, verb.name) if folder and int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    # The library function the verb calls takes the same lock again (re-entrant in one process); holding it here
+    # as well covers the verb's own writes before and after that call.
+    lock = output_lock(folder, verb.name, create=verb.lock_creates) if folder else nullcontext()
     try:
         with lock:
             return int(load_runner(verb)(invocation) or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lmfoundry.eval.config import EvalConfig
 from lmfoundry.eval.lm import LanguageModel
 from lmfoundry.eval.results import save_results
 from lmfoundry.eval.tasks import TASK_NAMES, build_task
+from lmfoundry.locks import output_lock
 from lmfoundry.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,14 @@ def evaluate_model(
     ``results.md`` beside it) after every task. ``results["settings"][task]`` holds every setting
     that changes that task's number (shots, seed, template, budget, stops, the lm-eval task it
     mirrors), ``results["config"]`` the model-wide ones (dtype, device, batch size, versions).
+    The folder of ``output`` is locked while it runs (:func:`lmfoundry.locks.output_lock`).
     """
+    with output_lock(Path(output).parent, "evaluate_model") if output is not None else nullcontext():
+        return _evaluate(model_or_path, config, output)
+
+
+def _evaluate(model_or_path: str | Path | PreTrainedModel | LanguageModel, config: EvalConfig,
+              output: str | Path | None) -> dict[str, Any]:
     names = check_tasks(config.tasks)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise FileNotFoundError(f"{config.data_dir}: eval data folder not found (recipe field eval.data_dir)")

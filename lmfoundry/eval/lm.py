@@ -24,6 +24,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from lmfoundry.modeling.weights import check_weights
+
 logger = logging.getLogger(__name__)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -84,9 +86,16 @@ class LanguageModel:
             if dtype not in DTYPES:
                 raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            model = AutoModelForCausalLM.from_pretrained(
-                str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
-            )
+            check_weights(model)  # a truncated file is one line naming it, not a safetensors traceback
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(model), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+                )
+            except ValueError as err:
+                if "trust_remote_code" not in str(err):
+                    raise
+                raise ValueError(f"{model}: its modeling code is not lmfoundry's; it runs only with "
+                                 "--trust-remote-code (trust_remote_code=True), after you have read it") from None
             model.to(device)
         return cls(model, tok, batch_size=batch_size)
 

@@ -51,10 +51,12 @@ def load_model(
 
     import lmfoundry.modeling  # noqa: F401  (registers the Foundry classes, so Foundry folders need no remote code)
     from lmfoundry.hub.artifacts import locate_model_dir
+    from lmfoundry.modeling.weights import check_weights
 
     path = Path(name).expanduser()
     if path.is_dir():
         name = str(locate_model_dir(path)[0])
+        check_weights(name)  # a truncated file is one line naming it, not a safetensors traceback
     elif path.is_absolute() or name.startswith(".") or name.count("/") > 1:
         raise FileNotFoundError(f"{name}: no such model folder (and not a Hub repo id 'namespace/name')")
     target = resolve_device(device)

@@ -22,6 +22,8 @@ from lmfoundry.atomic import write_text_atomic
 from lmfoundry.hub.artifacts import locate_model_dir
 from lmfoundry.hub.card import is_generated_card, write_model_card
 from lmfoundry.hub.config import HubConfig
+from lmfoundry.locks import output_lock
+from lmfoundry.modeling.weights import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,14 @@ def push_to_hub(path: str | Path, config: HubConfig, *, token: str | None = None
 
     The model card is (re)written first when the folder has none or has one lmfoundry generated;
     a hand-written ``README.md`` is uploaded as it is. ``token`` defaults to ``HF_TOKEN`` or the
-    token saved by ``hf auth login``.
+    token saved by ``hf auth login``. ``path`` is locked while the card is written and uploaded
+    (:func:`lmfoundry.locks.output_lock`; a missing folder is reported, not created).
     """
+    with output_lock(path, "push_to_hub", create=False):
+        return _push(path, config, token)
+
+
+def _push(path: str | Path, config: HubConfig, token: str | None) -> str:
     repo_id = config.repo_id or ""
     check_repo_id(repo_id)
     token = token or get_token()
@@ -77,16 +85,18 @@ def prepare_upload(path: str | Path, repo_id: str, *, license: str = "apache-2.0
 
     Writes ``generation_config.json`` when missing and the model card (plus ``loss_curve.png``)
     unless the folder holds a hand-written ``README.md``. No network: ``lmfoundry push --dry-run``.
+    ``path`` is locked while those are written.
     """
     check_repo_id(repo_id)
-    model_dir, run_dir = locate_model_dir(path)
-    files = select_upload_files(model_dir)
-    if "generation_config.json" not in files:
-        write_generation_config(model_dir)
-    card = model_dir / "README.md"
-    if not card.exists() or is_generated_card(card):
-        write_model_card(model_dir, run_dir, repo_id=repo_id, license=license)
-    return model_dir, select_upload_files(model_dir)
+    with output_lock(path, "push_to_hub", create=False):
+        model_dir, run_dir = locate_model_dir(path)
+        files = select_upload_files(model_dir)
+        if "generation_config.json" not in files:
+            write_generation_config(model_dir)
+        card = model_dir / "README.md"
+        if not card.exists() or is_generated_card(card):
+            write_model_card(model_dir, run_dir, repo_id=repo_id, license=license)
+        return model_dir, select_upload_files(model_dir)
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -119,6 +129,7 @@ def select_upload_files(model_dir: Path) -> list[str]:
                 "only: load the model and save it again with save_pretrained() (safetensors is the default)"
             )
         raise FileNotFoundError(f"{model_dir}: no model weights (*.safetensors)")
+    check_weights(model_dir)  # a truncated file is refused here, never uploaded
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
         shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())

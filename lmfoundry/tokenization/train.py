@@ -19,6 +19,7 @@ document boundary. Both ways decode back to the original string.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
@@ -32,6 +33,7 @@ from typing import Any
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from lmfoundry.locks import output_lock
 from lmfoundry.tokenization.holdout import ValSplit, val_split_for
 from lmfoundry.tokenization.report import tokenizer_report, write_report
 from lmfoundry.tokenization.sources import iter_documents, resolve_inputs, split_long, text_of
@@ -116,73 +118,76 @@ def train_tokenizer(
     hold (``held_out_fraction`` and ``held_out_method``, resolved by
     :func:`~lmfoundry.tokenization.holdout.val_split_for` exactly as the shard stage resolves its
     ``val_fraction`` and ``val_method`` on the same files) is not trained on; it measures
-    compression in ``report.json``.
+    compression in ``report.json``. ``output_dir`` is locked while it trains
+    (:func:`lmfoundry.locks.output_lock`): another process on it stops with one line.
     """
     if vocab_size < 257:
         raise ValueError(f"vocab_size must be at least 257 (256 bytes + special tokens), got {vocab_size}")
     output_dir = Path(output_dir)
-    if (output_dir / "tokenizer.json").exists() and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} already holds a tokenizer; pass overwrite=True (--overwrite) to replace it"
+    with output_lock(output_dir, "train_tokenizer"):
+        if (output_dir / "tokenizer.json").exists() and not overwrite:
+            raise FileExistsError(
+                f"{output_dir} already holds a tokenizer; pass overwrite=True (--overwrite) to replace it"
+            )
+        specials = expand_special_tokens(extra_special_tokens)
+        target = round_vocab_size(vocab_size)
+        if target < 256 + len(specials):
+            raise ValueError(
+                f"vocab_size {vocab_size} leaves no room beyond 256 bytes and {len(specials)} special tokens"
+            )
+
+        split = _held_out_split(source, text_field, held_out_fraction, held_out_method)
+        stream = _TrainingStream(_iter_source(source, text_field), max_bytes, split)
+
+        backend = build_backend()
+        trainer = trainers.BpeTrainer(
+            vocab_size=target,
+            min_frequency=min_frequency,
+            special_tokens=[AddedToken(t, special=True, normalized=False) for t in specials],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
         )
-    specials = expand_special_tokens(extra_special_tokens)
-    target = round_vocab_size(vocab_size)
-    if target < 256 + len(specials):
-        raise ValueError(
-            f"vocab_size {vocab_size} leaves no room beyond 256 bytes and {len(specials)} special tokens"
+        backend.train_from_iterator(iter(stream), trainer=trainer)
+        logger.info("trained on %d documents, %.1f MB", stream.documents, stream.bytes / 1e6)
+        if stream.documents == 0:
+            raise ValueError(f"{_describe(source)}: no training text: the source yielded no documents "
+                             "(all held out or empty)")
+
+        learned = backend.get_vocab_size()
+        if learned < target:
+            raise ValueError(
+                f"{_describe(source)}: the text supports only {learned} of the {target} tokens asked for "
+                f"(vocab_size {vocab_size}); lower vocab_size or give more text"
+            )
+        final = round_vocab_size(learned)
+        reserved = [f"<|reserved_{i}|>" for i in range(final - learned)]
+        backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in reserved])
+
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=backend,
+            bos_token=EOS_TOKEN,
+            eos_token=EOS_TOKEN,
+            pad_token=PAD_TOKEN,
+            extra_special_tokens=specials[2:],
+            clean_up_tokenization_spaces=False,
         )
+        if "<|im_start|>" in specials:
+            tokenizer.chat_template = CHATML_TEMPLATE
 
-    split = _held_out_split(source, text_field, held_out_fraction, held_out_method)
-    stream = _TrainingStream(_iter_source(source, text_field), max_bytes, split)
-
-    backend = build_backend()
-    trainer = trainers.BpeTrainer(
-        vocab_size=target,
-        min_frequency=min_frequency,
-        special_tokens=[AddedToken(t, special=True, normalized=False) for t in specials],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=show_progress,
-    )
-    backend.train_from_iterator(iter(stream), trainer=trainer)
-    logger.info("trained on %d documents, %.1f MB", stream.documents, stream.bytes / 1e6)
-    if stream.documents == 0:
-        raise ValueError("no training text: the source yielded no documents (all held out or empty)")
-
-    learned = backend.get_vocab_size()
-    if learned < target:
-        raise ValueError(
-            f"{_describe(source)}: the text supports only {learned} of the {target} tokens asked for "
-            f"(vocab_size {vocab_size}); lower vocab_size or give more text"
+        report = tokenizer_report(tokenizer, stream.held_out or stream.sample)
+        report["held_out"] = bool(stream.held_out)
+        report["held_out_split"] = split.describe()
+        report["training_documents"] = stream.documents
+        report["training_bytes"] = stream.bytes
+        _save_atomically(tokenizer, report, output_dir)
+        logger.info(
+            "tokenizer saved to %s: vocab %d, %.3f bytes/token on %s text",
+            output_dir,
+            len(tokenizer),
+            report["bytes_per_token"],
+            "held-out" if stream.held_out else "training",
         )
-    final = round_vocab_size(learned)
-    reserved = [f"<|reserved_{i}|>" for i in range(final - learned)]
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in reserved])
-
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=EOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        extra_special_tokens=specials[2:],
-        clean_up_tokenization_spaces=False,
-    )
-    if "<|im_start|>" in specials:
-        tokenizer.chat_template = CHATML_TEMPLATE
-
-    report = tokenizer_report(tokenizer, stream.held_out or stream.sample)
-    report["held_out"] = bool(stream.held_out)
-    report["held_out_split"] = split.describe()
-    report["training_documents"] = stream.documents
-    report["training_bytes"] = stream.bytes
-    _save_atomically(tokenizer, report, output_dir)
-    logger.info(
-        "tokenizer saved to %s: vocab %d, %.3f bytes/token on %s text",
-        output_dir,
-        len(tokenizer),
-        report["bytes_per_token"],
-        "held-out" if stream.held_out else "training",
-    )
-    return tokenizer
+        return tokenizer
 
 
 def _iter_source(source: Any, text_field: str) -> Iterator[str]:
@@ -285,7 +290,13 @@ def _save_atomically(tokenizer: PreTrainedTokenizerFast, report: dict, output_di
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
     try:
-        tokenizer.save_pretrained(staging)
+        try:
+            tokenizer.save_pretrained(staging)
+        except Exception as err:  # the Rust writer's full disk is a bare Exception: "... (os error 28)"
+            if f"(os error {errno.ENOSPC})" not in str(err):
+                raise
+            raise OSError(errno.ENOSPC, "no space left on device (free space or choose another output folder)",
+                          str(output_dir)) from err
         _portable_tokenizer_config(staging / "tokenizer_config.json")
         write_report(report, staging / "report.json")
         names = sorted(p.name for p in staging.iterdir())

@@ -322,6 +322,8 @@ class CheckpointManager:
         try:
             self.accelerator.save_state(str(tmp))
         except (OSError, RuntimeError) as err:
+            if self.accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint only takes the space
             raise _disk_full(err, tmp, self._state_bytes()) from err
         self.accelerator.wait_for_everyone()
         faults.maybe_kill("checkpoint", step)

@@ -59,6 +59,7 @@ from lmfoundry.data.curation.sources import Inputs, SourceReader, discover_input
 from lmfoundry.data.curation.words import CachedSpacyTokenizer, RegexWordTokenizer
 from lmfoundry.data.executors import ClusterRequestError, TaskFailedError, make_executor, run_stages
 from lmfoundry.errors import StageFailedError
+from lmfoundry.locks import output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,14 @@ def curate(config: CurateConfig, output_dir: str | os.PathLike) -> dict[str, Any
     Configuration mistakes (unknown filter or parameter, missing input, ...) raise ``ValueError``
     or ``FileNotFoundError`` before any work starts. A complete output folder is returned as is. A
     run that keeps no document raises ``ValueError`` naming the reasons, and writes no
-    ``stats.json`` (its report is in ``.curate/stats.json``).
+    ``stats.json`` (its report is in ``.curate/stats.json``). ``output_dir`` is locked while it
+    runs (:func:`lmfoundry.locks.output_lock`): another process on it stops with one line.
     """
-    out = Path(output_dir)
+    with output_lock(output_dir, "curate"):
+        return _curate(config, Path(output_dir))
+
+
+def _curate(config: CurateConfig, out: Path) -> dict[str, Any]:
     stats_path = out / STATS_FILE
     config.validate()
     inputs = discover_inputs(config.inputs, config.text_field, config.hf_split)

@@ -137,6 +137,10 @@ def discover_inputs(specs: list[str], text_field: str, hf_split: str) -> Inputs:
             _check_parquet_schema(item.path, text_field)
     if not files and not hubs:
         raise ValueError(f"no readable files in the curation inputs: {', '.join(map(str, specs))}")
+    if not hubs and all(item.size == 0 for item in files):
+        # caught before any work, so an empty input leaves no half-built output folder behind
+        shown = ", ".join(item.path for item in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        raise ValueError(f"curation input {shown}: empty (0 bytes) (expected documents to curate)")
     return Inputs(files, hubs, skipped)
 
 

@@ -21,6 +21,7 @@ from lmfoundry.data.shards.config import TokenizeConfig
 from lmfoundry.data.shards.folder import complete_and_current, source_list
 from lmfoundry.data.shards.format import read_manifest
 from lmfoundry.data.shards.job import ShardJob
+from lmfoundry.locks import output_lock
 from lmfoundry.tokenization.fingerprint import tokenizer_fingerprint
 from lmfoundry.tokenization.holdout import val_split_for
 from lmfoundry.tokenization.sources import resolve_inputs
@@ -39,7 +40,14 @@ def tokenize_shards(
 
     Returns the manifest, or ``{"complete": False, "submitted": True, "logging_dir": ...}`` when a
     cluster executor has queued the tasks (run it again once they finish to write the manifest).
+    ``output_dir`` is locked while it runs (:func:`lmfoundry.locks.output_lock`).
     """
+    with output_lock(output_dir, "tokenize_shards"):
+        return _tokenize_shards(config, inputs, tokenizer_dir, output_dir, show_progress=show_progress)
+
+
+def _tokenize_shards(config: TokenizeConfig, inputs: str | Path | Iterable[str | Path], tokenizer_dir: str | Path,
+                     output_dir: str | Path, *, show_progress: bool) -> dict[str, Any]:
     files = resolve_inputs(inputs)  # missing inputs fail here, naming the path
     val_split = val_split_for(config.val_fraction, config.val_method, files, config.text_field)
     job = ShardJob(
