@@ -193,7 +193,6 @@ class Case:
     grows: tuple[str, ...] = ()  # files under the row's folder that may grow (the log of steps it did run)
     updates: tuple[str, ...] = ()  # files under the row's folder the verb may write or rewrite (say why in the row)
     then: Callable[[Env], None] | None = None  # a check of the row's own, after the four
-    known: str | None = None  # a known failure still to fix: the row is a strict xfail until then
 
 
 def tok_train(*extra: str) -> Callable[[Env], list[str]]:
@@ -228,18 +227,15 @@ class _Paths:
         self.__dict__.update({k: str(v) for k, v in paths.items()})
 
 
-RUN_LEAVES_ITS_RECIPE = ("run_pipeline writes RUN/recipe.yaml before the curate stage checks its inputs, and a failed "
-                         "first stage leaves the run folder it created behind (lmfoundry/pipeline/runner.py)")
-
 CASES = [
     # ---- run ------------------------------------------------------------------------------------------
     Case("run: missing recipe", verb("run", "{t}/nope.yaml"), says("{t}/nope.yaml")),
     Case("run: a folder as the recipe (wrong type)", verb("run", "{w.root}"), says("{w.root}", "is a folder")),
     Case("run: a recipe that is a list (wrong type)", verb("run", "{w.list}"), says("{w.list}", "mapping")),
     Case("run: missing input", verb("run", "{w.recipe}", "--run.output", "{t}/run", "--data.inputs", "{t}/nowhere"),
-         says("{t}/nowhere"), known=RUN_LEAVES_ITS_RECIPE),
+         says("{t}/nowhere")),
     Case("run: empty input", verb("run", "{w.recipe}", "--run.output", "{t}/run", "--data.inputs", "{w.empty}"),
-         says("{w.empty}", "empty"), known=RUN_LEAVES_ITS_RECIPE),
+         says("{w.empty}", "empty")),
     Case("run: locked run folder", verb("run", "{w.recipe}", "--run.output", "{t}/held"),
          holder_named(lambda e: e.t / "held"), prepare=locked(lambda e: e.t / "held")),
     Case("run: read-only folder", verb("run", "{w.recipe}", "--run.output", "{t}/ro/run"), says("{t}/ro"),
@@ -414,9 +410,7 @@ def error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=c.known)] if c.known else []) for c in CASES
-])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(case, world, tmp_path, capsys):
     env = Env(world, tmp_path)
     with case.prepare(env):

@@ -23,6 +23,7 @@ from typing import Any
 from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.command import recipe_section
 from lmfoundry.data.curation import curate
+from lmfoundry.data.curation.sources import discover_inputs
 from lmfoundry.data.default_corpus import write_default_corpus
 from lmfoundry.data.shards import read_manifest, tokenize_shards
 from lmfoundry.eval.harness import evaluate_model
@@ -210,6 +211,9 @@ def run_pipeline(recipe: dict[str, dict[str, Any]], *, force_recipe_change: bool
     config = parse_section(RunConfig, recipe, "run")
     layout = RunLayout(Path(config.output))
     check_recipe(recipe)
+    if "curate" in config.stages and recipe.get("data", {}).get("inputs") and not layout.marker("curate").exists():
+        data = recipe_section(recipe, "data")
+        discover_inputs(data.inputs, data.text_field, data.hf_split)  # a missing or empty input: before RUN/ exists
     with folder_lock(layout.root, "lmfoundry run"):
         if not os.access(layout.root, os.W_OK):
             raise PermissionError(f"run folder {layout.root} is not writable")

@@ -38,6 +38,7 @@ from transformers import AutoTokenizer
 
 from lmfoundry.data.dataset import PretrainDataset
 from lmfoundry.errors import DivergedError
+from lmfoundry.locks import output_lock
 from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 from lmfoundry.recipe import coerce_fields, dump_recipe, load_recipe
 from lmfoundry.tokenization import special_token_ids, tokenizer_fingerprint
@@ -669,13 +670,15 @@ def train(config: TrainConfig, output_dir: str | Path, model: ModelFields = None
     ``resume``: True requires a checkpoint to continue from, None continues when the run folder has
     one and starts fresh otherwise, False refuses a folder that already holds checkpoints. A resume
     whose ``model``/``train`` fields would change results is refused unless ``force_recipe_change``
-    (:mod:`lmfoundry.training.recipe_check`).
+    (:mod:`lmfoundry.training.recipe_check`). The folder is locked for the run
+    (:func:`lmfoundry.locks.output_lock`): a second process on it stops at once.
     """
     # accelerate narrates every file it saves at INFO; the loop's own log says what matters
     logging.getLogger("accelerate").setLevel(max(logging.WARNING, logging.getLogger("accelerate").level))
-    trainer = Trainer(config, output_dir, model, resume, force_recipe_change)
-    with _log_file(trainer.output_dir / "train.log", trainer.accelerator.is_main_process):
-        return trainer.fit()
+    with output_lock(output_dir, "train", create=resume is not True):  # before the Trainer reads the folder
+        trainer = Trainer(config, output_dir, model, resume, force_recipe_change)
+        with _log_file(trainer.output_dir / "train.log", trainer.accelerator.is_main_process):
+            return trainer.fit()
 
 
 def _model_fields(model: ModelFields) -> dict[str, Any]:
