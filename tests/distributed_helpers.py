@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,29 @@ def _ray_up() -> bool:
 
 slurm = pytest.mark.skipif(not _slurm_up(), reason=f"no Slurm cluster reachable (sinfo); {START}")
 ray_cluster = pytest.mark.skipif(not _ray_up(), reason=f"no Ray cluster at RAY_ADDRESS; {START}")
+
+
+# The executor_options every Slurm test passes (the one-node cluster of .ci/services.sh: partition debug,
+# 2 CPUs; 1 GB per CPU so two tasks fit beside each other).
+SLURM_OPTIONS = {"partition": "debug", "time": "00:10:00", "mem_per_cpu_gb": 1}
+
+
+def hold_the_node() -> str:
+    """A job taking both CPUs of the node, so what is submitted next stays queued until it is cancelled."""
+    result = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-t", "5", "-c", "2", "--mem-per-cpu=100M",
+                             "-o", "/dev/null", "--wrap", "sleep 300"], capture_output=True, text=True, check=True)
+    job = result.stdout.strip().split(";")[0]
+    for _ in range(120):  # until it runs
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        if "RUNNING" in state:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"blocker job {job} never started")
+
+
+def wait_for_queue_to_empty(timeout_s: float = 300) -> None:
+    """Until Slurm holds no job (every submitted array ran and ended); fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, subprocess.run(["squeue"], capture_output=True, text=True).stdout
+        time.sleep(1)
