@@ -78,6 +78,32 @@ def launch(config: str | None, processes: int, args: list[str], env: dict | None
     return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
 
 
+def launch_train(config: str, processes: int, recipe: dict, run_dir: Path, *extra: str,
+                 cpu: bool = True) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file CONFIG --num_processes N -m lmfoundry train RUN.yaml --output RUN
+    [EXTRA]`` with ``recipe`` written beside the run folder; the test fails (with the launch's stderr)
+    unless every process exited 0."""
+    path = write_recipe(run_dir.parent / f"{run_dir.name}-{processes}.yaml", recipe)
+    result = launch(config, processes, [str(path), "--output", str(run_dir), *extra], cpu=cpu)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def assert_same_logits(model_dir: Path, reference_dir: Path) -> None:
+    """The exported model loads as a plain FoundryForCausalLM (no DTensor left) with the reference's logits."""
+    import torch
+
+    from lmfoundry.modeling import FoundryForCausalLM
+
+    exported = FoundryForCausalLM.from_pretrained(model_dir).eval()
+    plain = FoundryForCausalLM.from_pretrained(reference_dir).eval()
+    assert type(exported) is FoundryForCausalLM
+    assert all(not hasattr(p, "device_mesh") for p in exported.parameters())
+    ids = torch.arange(1, 33).reshape(2, 16)
+    with torch.no_grad():
+        assert torch.allclose(exported(ids).logits, plain(ids).logits, atol=1e-4)
+
+
 def train_losses(run_dir: Path) -> dict[int, float]:
     """Loss per step as the run kept it (the last record of a step wins)."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
