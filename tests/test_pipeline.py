@@ -221,11 +221,12 @@ def test_run_with_data_and_tokenize_on_slurm_submits_refuses_while_queued_then_e
         out = capsys.readouterr().out
         assert "stage curate: jobs submitted to the cluster" in out and "rerun the same command once they" in out
         assert pending_stage() == "curate" and not layout.marker("curate").exists()
-        jobs = sorted(json.loads(p.read_text())["job_id"] for p in layout.curate.glob("**/slurm_jobs.json"))
+        jobs = [json.loads(p.read_text()) for p in layout.curate.glob("**/slurm_jobs.json")]
         assert len(jobs) >= 2  # dependent arrays, one per curation stage
         assert main(slurm_args) == 2
         refusal = capsys.readouterr().err
-        assert "still queued or running" in refusal and all(job in refusal for job in jobs), refusal
+        assert "still queued or running" in refusal, refusal
+        assert all(f"{job['job_id']} ({job['stage']})" in refusal for job in jobs), refusal
     finally:
         subprocess.run(["scancel", blocker], check=True)
     wait_for_queue_to_empty()
