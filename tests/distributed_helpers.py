@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,32 @@ def launch(config: str | None, processes: int, args: list[str], env: dict | None
     return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=600)
 
 
+def launch_train(config: str, processes: int, recipe: dict, run_dir: Path, *extra: str,
+                 cpu: bool = True) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file CONFIG --num_processes N -m lmfoundry train RUN.yaml --output RUN
+    [EXTRA]`` with ``recipe`` written beside the run folder; the test fails (with the launch's stderr)
+    unless every process exited 0."""
+    path = write_recipe(run_dir.parent / f"{run_dir.name}-{processes}.yaml", recipe)
+    result = launch(config, processes, [str(path), "--output", str(run_dir), *extra], cpu=cpu)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def assert_same_logits(model_dir: Path, reference_dir: Path) -> None:
+    """The exported model loads as a plain FoundryForCausalLM (no DTensor left) with the reference's logits."""
+    import torch
+
+    from lmfoundry.modeling import FoundryForCausalLM
+
+    exported = FoundryForCausalLM.from_pretrained(model_dir).eval()
+    plain = FoundryForCausalLM.from_pretrained(reference_dir).eval()
+    assert type(exported) is FoundryForCausalLM
+    assert all(not hasattr(p, "device_mesh") for p in exported.parameters())
+    ids = torch.arange(1, 33).reshape(2, 16)
+    with torch.no_grad():
+        assert torch.allclose(exported(ids).logits, plain(ids).logits, atol=1e-4)
+
+
 def train_losses(run_dir: Path) -> dict[int, float]:
     """Loss per step as the run kept it (the last record of a step wins)."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -113,3 +140,29 @@ def _ray_up() -> bool:
 
 slurm = pytest.mark.skipif(not _slurm_up(), reason=f"no Slurm cluster reachable (sinfo); {START}")
 ray_cluster = pytest.mark.skipif(not _ray_up(), reason=f"no Ray cluster at RAY_ADDRESS; {START}")
+
+
+# The executor_options every Slurm test passes (the one-node cluster of .ci/services.sh: partition debug,
+# 2 CPUs; 1 GB per CPU so two tasks fit beside each other).
+SLURM_OPTIONS = {"partition": "debug", "time": "00:10:00", "mem_per_cpu_gb": 1}
+
+
+def hold_the_node() -> str:
+    """A job taking both CPUs of the node, so what is submitted next stays queued until it is cancelled."""
+    result = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-t", "5", "-c", "2", "--mem-per-cpu=100M",
+                             "-o", "/dev/null", "--wrap", "sleep 300"], capture_output=True, text=True, check=True)
+    job = result.stdout.strip().split(";")[0]
+    for _ in range(120):  # until it runs
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        if "RUNNING" in state:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"blocker job {job} never started")
+
+
+def wait_for_queue_to_empty(timeout_s: float = 300) -> None:
+    """Until Slurm holds no job (every submitted array ran and ended); fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, subprocess.run(["squeue"], capture_output=True, text=True).stdout
+        time.sleep(1)

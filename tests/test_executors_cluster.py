@@ -9,38 +9,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
-from distributed_helpers import ray_cluster, slurm
+from distributed_helpers import SLURM_OPTIONS, hold_the_node, ray_cluster, slurm, wait_for_queue_to_empty
 from test_curation import FAST_URL, records_of, write_corpus
 from test_tokenize_step import OPTIONS, assert_same_as_reference, corpus, reference, tok_dir  # noqa: F401
 
 from lmfoundry.data.curation import CurateConfig, CurationError, curate
 from lmfoundry.data.executors import ClusterRequestError, TaskFailedError
 from lmfoundry.data.shards import TokenizeConfig, tokenize_shards
-
-SLURM = {"partition": "debug", "time": "00:10:00", "mem_per_cpu_gb": 1}
-
-
-def hold_the_node():
-    """A job taking both CPUs of the node, so what is submitted next stays queued until it is cancelled."""
-    result = subprocess.run(["sbatch", "--parsable", "-p", "debug", "-t", "5", "-c", "2", "--mem-per-cpu=100M",
-                             "-o", "/dev/null", "--wrap", "sleep 300"], capture_output=True, text=True, check=True)
-    job = result.stdout.strip().split(";")[0]
-    for _ in range(120):  # until it runs
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
-        if "RUNNING" in state:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"blocker job {job} never started")
-
-
-def wait_for_queue_to_empty(timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
-        assert time.monotonic() < deadline, subprocess.run(["squeue"], capture_output=True, text=True).stdout
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -100,20 +77,20 @@ def test_slurm_submit_refuse_while_queued_wait_rerun_equals_local(books, local_c
     blocker = hold_the_node()
     try:
         out, shards = tmp_path / "curated", tmp_path / "shards"
-        config = curation_config(books, "slurm", **SLURM)
+        config = curation_config(books, "slurm", **SLURM_OPTIONS)
         assert curate(config, out)["submitted"]
-        submitted = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
+        submitted = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM_OPTIONS, **OPTIONS), corpus, tok_dir, shards)
         assert submitted["submitted"] and not submitted["complete"]
         with pytest.raises(ClusterRequestError, match=r"still queued or running: \d+ \(filter\), \d+ "
                                                       r"\(minhash_buckets\)"):
             curate(config, out)
         with pytest.raises(ClusterRequestError, match=r"still queued or running: \d+ \(tokenize\)"):
-            tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
+            tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM_OPTIONS, **OPTIONS), corpus, tok_dir, shards)
     finally:
         subprocess.run(["scancel", blocker], check=True)
     wait_for_queue_to_empty()
     same_curation(out, curate(config, out), *local_curation)
-    manifest = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM, **OPTIONS), corpus, tok_dir, shards)
+    manifest = tokenize_shards(TokenizeConfig(tasks=2, executor="slurm", executor_options=SLURM_OPTIONS, **OPTIONS), corpus, tok_dir, shards)
     assert_same_as_reference(shards, manifest, reference)
 
 
@@ -123,7 +100,7 @@ def test_slurm_failed_task_is_reported_on_rerun_and_later_stages_never_start(boo
     shutil.copytree(books["books"], inputs / "books")
     shutil.copy(books["jsonl"], inputs / "web.jsonl")
     config = CurateConfig(inputs=[str(inputs / "books"), str(inputs / "web.jsonl")], filters=FAST_URL, tasks=1,
-                          progress=False, executor="slurm", executor_options=SLURM)
+                          progress=False, executor="slurm", executor_options=SLURM_OPTIONS)
     out = tmp_path / "curated"
     blocker = hold_the_node()
     try:

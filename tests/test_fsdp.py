@@ -11,9 +11,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import torch
 import torch.distributed.checkpoint as dcp
-from distributed_helpers import build_data, launch, max_loss_gap, recipe_for, train_losses, write_recipe
+from distributed_helpers import (
+    assert_same_logits,
+    build_data,
+    launch,
+    launch_train,
+    max_loss_gap,
+    recipe_for,
+    train_losses,
+    write_recipe,
+)
 from train_helpers import train_recipe
 
 from lmfoundry.modeling import FoundryForCausalLM
@@ -36,10 +44,7 @@ def reference(data, tmp_path_factory):
 def fsdp_run(data, tmp_path_factory):
     """2 FSDP processes for 6 steps (checkpoints at 3 and 6)."""
     root = tmp_path_factory.mktemp("fsdp-run")
-    recipe = write_recipe(root / "recipe.yaml", recipe_for(data))
-    result = launch("fsdp.yaml", 2, [str(recipe), "--output", str(root / "run")])
-    assert result.returncode == 0, result.stderr[-4000:]
-    return root, result
+    return root, launch_train("fsdp.yaml", 2, recipe_for(data), root / "run")
 
 
 def test_parameters_are_sharded_dtensors_and_losses_match_one_process(fsdp_run, reference):
@@ -75,24 +80,14 @@ def test_dcp_checkpoint_reshards_2_to_1_to_2_and_export_is_a_plain_model(fsdp_ru
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copytree(root / "run" / "checkpoints" / "step-3", run / "checkpoints" / "step-3")
-    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_for(data))
-    one = launch("fsdp.yaml", 1, [str(recipe), "--output", str(run), "--resume"])  # 2 -> 1, steps 4-6
-    assert one.returncode == 0, one.stderr[-4000:]
+    one = launch_train("fsdp.yaml", 1, recipe_for(data), run, "--resume")  # 2 -> 1, steps 4-6
     assert "resumed from" in one.stderr and "1 processes x 2 micro-batches" in one.stderr
-    longer = write_recipe(tmp_path / "longer.yaml", recipe_for(data, max_steps=9))
-    two = launch("fsdp.yaml", 2, [str(longer), "--output", str(run), "--resume"])  # 1 -> 2, steps 7-9
-    assert two.returncode == 0, two.stderr[-4000:]
+    launch_train("fsdp.yaml", 2, recipe_for(data, max_steps=9), run, "--resume")  # 1 -> 2, steps 7-9
     ours, expected = train_losses(run), train_losses(reference)
     assert sorted(ours) == list(range(4, 10))
     assert max_loss_gap(ours, expected) < 1e-5
     # the export gathered the shards into an ordinary model: same logits as the unsharded run's
-    exported = FoundryForCausalLM.from_pretrained(run / "model").eval()
-    plain = FoundryForCausalLM.from_pretrained(reference / "model").eval()
-    assert type(exported) is FoundryForCausalLM
-    assert all(not hasattr(p, "device_mesh") for p in exported.parameters())
-    ids = torch.arange(1, 33).reshape(2, 16)
-    with torch.no_grad():
-        assert torch.allclose(exported(ids).logits, plain(ids).logits, atol=1e-4)
+    assert_same_logits(run / "model", reference / "model")
 
 
 def test_fsdp_checkpoint_resumes_without_fsdp_and_a_plain_one_under_fsdp_is_refused(fsdp_run, reference, data,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
-from distributed_helpers import ray_cluster
+from distributed_helpers import SLURM_OPTIONS, hold_the_node, ray_cluster, slurm, wait_for_queue_to_empty
+from test_tokenize_step import documents
 from transformers import AutoModelForCausalLM, pipeline
 
 from lmfoundry.cli import main
@@ -181,3 +184,60 @@ def test_run_with_data_and_tokenize_on_ray_equals_the_local_run(finished_run, tm
     for split in reference:
         assert (merged[split]["tokens"], merged[split]["documents"]) == \
             (reference[split]["tokens"], reference[split]["documents"])
+
+
+def kept_documents(curated) -> list[tuple[str, str]]:
+    """The curated folder's documents as sorted (id, text) pairs."""
+    found = []
+    for path in sorted(curated.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            found.extend((record["id"], record["text"]) for record in map(json.loads, f))
+    return sorted(found)
+
+
+@slurm
+def test_run_with_data_and_tokenize_on_slurm_submits_refuses_while_queued_then_equals_the_local_run(
+        finished_run, tmp_path, capsys):
+    """``lmfoundry run`` with ``data.executor: slurm`` and ``tokenize.executor: slurm`` on the one-node
+    Slurm of .ci/services.sh: each data stage submits its job arrays and the command exits 0 saying to
+    rerun; a rerun while they are queued is refused (exit 2) naming their ids; reruns after they end
+    carry on, and the run ends with the local run's kept documents, tokenizer and token multisets."""
+    source, args = finished_run
+    run_dir = tmp_path / "run"
+    options = json.dumps(SLURM_OPTIONS)
+    slurm_args = [*[a if a != str(source) else str(run_dir) for a in args],
+                  "--run.stages", "[curate, tokenizer, tokenize]",
+                  "--data.executor", "slurm", "--data.executor_options", options,
+                  "--tokenize.executor", "slurm", "--tokenize.executor_options", options, "--tokenize.tasks", "2"]
+    layout, done = RunLayout(run_dir), RunLayout(source)
+
+    def pending_stage() -> str | None:
+        return json.loads(layout.summary.read_text()).get("pending", {}).get("stage")
+
+    blocker = hold_the_node()  # the arrays stay queued behind it
+    try:
+        capsys.readouterr()
+        assert main(slurm_args) == 0
+        out = capsys.readouterr().out
+        assert "stage curate: jobs submitted to the cluster" in out and "rerun the same command once they" in out
+        assert pending_stage() == "curate" and not layout.marker("curate").exists()
+        jobs = [json.loads(p.read_text()) for p in layout.curate.glob("**/slurm_jobs.json")]
+        assert len(jobs) >= 2  # dependent arrays, one per curation stage
+        assert main(slurm_args) == 2
+        refusal = capsys.readouterr().err
+        assert "still queued or running" in refusal, refusal
+        assert all(f"{job['job_id']} ({job['stage']})" in refusal for job in jobs), refusal
+    finally:
+        subprocess.run(["scancel", blocker], check=True)
+    wait_for_queue_to_empty()
+    assert main(slurm_args) == 0  # curation completes, the tokenizer trains here, tokenization submits
+    assert layout.marker("curate").exists() and layout.marker("tokenizer").exists()
+    assert pending_stage() == "tokenize" and not (layout.shards / "manifest.json").exists()
+    wait_for_queue_to_empty()
+    assert main(slurm_args) == 0
+    assert pending_stage() is None and layout.marker("tokenize").exists()
+
+    assert kept_documents(layout.curate) == kept_documents(done.curate)
+    assert (layout.tokenizer / "tokenizer.json").read_bytes() == (done.tokenizer / "tokenizer.json").read_bytes()
+    for split in ("train", "val"):
+        assert documents(layout.shards, split) == documents(done.shards, split)

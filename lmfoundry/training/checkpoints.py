@@ -129,15 +129,17 @@ def running_mode(distributed_type: DistributedType) -> str:
     return {DistributedType.FSDP: "FSDP", DistributedType.DEEPSPEED: "DEEPSPEED"}.get(distributed_type, "plain")
 
 
-def fsdp_to_plain(source: Path, target: Path, accelerator: Accelerator) -> None:
+def fsdp_to_plain(source: Path, target: Path, accelerator: Accelerator, model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer) -> None:
     """Rewrite an FSDP checkpoint (sharded DCP) as the whole-file layout DDP / one process loads.
 
-    The DCP folders are read without a process group (``dcp_to_torch_save``); the model's keys are
-    matched to the prepared model's (``module.`` under DDP) and the optimizer state, keyed by
-    parameter name in DCP, is re-keyed by the optimizer's parameter order. RNG states and the loop's
-    own state are copied as they are, so the resumed run continues exactly.
+    ``model`` and ``optimizer`` are the run's prepared ones (what ``load_state`` will fill; accelerate
+    has no public list of what it prepared). The DCP folders are read without a process group
+    (``dcp_to_torch_save``); the model's keys are matched to the prepared model's (``module.`` under
+    DDP) and the optimizer state, keyed by parameter name in DCP, is re-keyed by the optimizer's
+    parameter order. RNG states and the loop's own state are copied as they are, so the resumed run
+    continues exactly.
     """
-    import torch
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     if target.exists():
@@ -147,10 +149,8 @@ def fsdp_to_plain(source: Path, target: Path, accelerator: Accelerator) -> None:
     dcp_to_torch_save(source / "optimizer_0", target / "optimizer.dcp.pt")
     weights = torch.load(target / "model.dcp.pt", weights_only=False)["model"]
     optim = torch.load(target / "optimizer.dcp.pt", weights_only=False)["optimizer"]
-    prepared = accelerator._models[0]
-    torch.save({key: weights[key.removeprefix("module.")] for key in prepared.state_dict()}, target / "pytorch_model.bin")
-    names = {id(p): name for name, p in accelerator.unwrap_model(prepared).named_parameters()}
-    optimizer = accelerator._optimizers[0].optimizer
+    torch.save({key: weights[key.removeprefix("module.")] for key in model.state_dict()}, target / "pytorch_model.bin")
+    names = {id(p): name for name, p in accelerator.unwrap_model(model).named_parameters()}
     state, groups, index = {}, [], 0
     for group in optimizer.param_groups:
         ids = []
@@ -205,6 +205,16 @@ class CheckpointManager:
         self.tracked = list(tracked)
         self.snapshots: list[Snapshot] = []
         self._disk_pending: list[Checkpoint] | None = None  # None: read from the folder when next needed
+
+    def _model_and_optimizer(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The prepared model and its (first) optimizer among ``tracked``, in ``prepare``'s order: the ones
+        ``save_state`` writes as ``pytorch_model.bin`` and ``optimizer.bin``."""
+        models = [obj for obj in self.tracked if isinstance(obj, torch.nn.Module)]
+        optimizers = [obj for obj in self.tracked if isinstance(obj, torch.optim.Optimizer)]
+        if not models or not optimizers:
+            raise ValueError("CheckpointManager(tracked=...) must list the prepared model and optimizer to "
+                             "convert an FSDP checkpoint for a run without FSDP")
+        return models[0], optimizers[0]
 
     def complete(self) -> list[Checkpoint]:
         """Checkpoints whose write finished, oldest first."""
@@ -343,7 +353,7 @@ class CheckpointManager:
         if checkpoint_mode(checkpoint.path) == "FSDP" and running_mode(acc.distributed_type) == "plain":
             converted = self.root / f".converted-step-{checkpoint.step}"
             if acc.is_main_process:
-                fsdp_to_plain(checkpoint.path, converted, acc)
+                fsdp_to_plain(checkpoint.path, converted, acc, *self._model_and_optimizer())
             acc.wait_for_everyone()
             acc.load_state(str(converted))
             acc.wait_for_everyone()

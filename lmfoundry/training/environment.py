@@ -87,7 +87,7 @@ def _enable_fsdp_on_cpu(acc: Accelerator) -> None:
     state = AcceleratorState()
     state.distributed_type = DistributedType.FSDP
     state.fsdp_plugin = plugin
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    PartialState().distributed_type = DistributedType.FSDP  # the process-wide state (shared by every instance)
 
 
 def check_launch(acc: Accelerator, asked: str) -> None:
