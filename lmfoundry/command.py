@@ -2,7 +2,7 @@
 
     lmfoundry <verb> [RECIPE] [--section.field VALUE ...] [--alias VALUE ...]
 
-- ``RECIPE`` is a YAML file or a built-in recipe name (``tiny``, ``small``, ``1b``); without it every
+- ``RECIPE`` is a YAML file or a built-in recipe name (``auto``, ``tiny``, ``small``, ``1b``); without it every
   field has its default, exactly as under ``lmfoundry run``.
 - Every field of every section the verb reads is an option ``--section.field``; ``--help`` lists
   each with its type, default and doc (the doc is the field's comment in the dataclass source).

@@ -48,7 +48,7 @@ def _load_yaml(text: str) -> Any:
 
 
 def builtin_recipe_path(name: str) -> Path:
-    """Path of a recipe shipped in ``lmfoundry/recipes`` (``tiny``, ``small``, ``1b``)."""
+    """Path of a recipe shipped in ``lmfoundry/recipes`` (``auto``, ``tiny``, ``small``, ``1b``)."""
     path = Path(str(resources.files("lmfoundry") / "recipes" / f"{name}.yaml"))
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))

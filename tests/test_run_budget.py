@@ -1,5 +1,6 @@
-"""`lmfoundry run auto --budget T`: the data stages first, training gets what is left; model: auto picks the
-vocabulary from the curated text before the tokenizer is trained, and the train stage uses that same plan."""
+"""`lmfoundry quickstart` (`lmfoundry run auto` with a run.budget): the data stages first, training gets what is
+left; model: auto picks the vocabulary from the curated text before the tokenizer is trained, and the train stage
+uses that same plan."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from lmfoundry.cli import main
 from lmfoundry.training.budget import parse_duration
 
 
-def test_a_budgeted_auto_run_sizes_itself_and_gives_training_the_rest(shared, tmp_path):
+def test_the_quickstart_sizes_itself_for_its_budget_and_gives_training_the_rest(shared, tmp_path, capsys):
     run = tmp_path / "run"
     book = shared / "corpora/books/the-devils-dictionary.txt"
-    assert main(["run", "auto", "--output", str(run), "--data.inputs", f"[{book}]", "--budget", "60s",
+    assert main(["quickstart", "--output", str(run), "--data.inputs", f"[{book}]", "--budget", "60s",
                  "--data.workers", "1", "--data.tasks", "1", "--data.progress", "false", "--train.report_to", "none",
-                 "--train.eval_every", "0", "--eval.limit", "2",
-                 "--run.stages", "[curate, tokenizer, tokenize, train, eval]"]) == 0
+                 "--train.eval_every", "0"]) == 0
+    shown = capsys.readouterr().out
+    assert "held-out bits per byte: model " in shown and "vs  unigram baseline" in shown
+    assert f"model:      {run / 'model'}" in shown and "--- 'And God said'" in shown
     plan = json.loads((run / "train" / "auto_plan.json").read_text())
     assert Tokenizer.from_file(str(run / "tokenizer" / "tokenizer.json")).get_vocab_size() == plan["vocab_size"]
     recorded = yaml.safe_load((run / "train" / "recipe.yaml").read_text())

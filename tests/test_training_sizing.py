@@ -51,3 +51,17 @@ def test_the_cost_formula_is_the_model_s():
                            num_attention_heads=3, max_position_embeddings=128, tie_word_embeddings=True)
     model = FoundryForCausalLM(config)
     assert shape_cost(512, 96, 2, 128) == (model.num_parameters(), model.flops_per_token(128))
+
+
+def test_the_rate_of_each_width_prices_its_shapes():
+    """Small matmuls run far below larger ones on a CPU: priced at the widest probe's rate, the plan picks a
+    bigger model than priced at the narrowest probe's, and a measured curve lies between the two."""
+    from lmfoundry.training.sizing import flops_at
+
+    curve = {64: 30e9, 128: 45e9, 256: 70e9}
+    assert flops_at(curve, 32) == 30e9 and flops_at(curve, 1024) == 70e9
+    assert 30e9 < flops_at(curve, 96) < 45e9 < flops_at(curve, 192) < 70e9
+    slow, measured, fast = (plan_auto(50_000_000, "2h", flops_per_s=rate) for rate in (30e9, curve, 70e9))
+    assert slow.parameters <= measured.parameters <= fast.parameters and slow.parameters < fast.parameters
+    assert measured.flops_per_s == flops_at(curve, measured.hidden_size)
+    assert "45 at width 128" in measured.explain()

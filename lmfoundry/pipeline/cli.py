@@ -25,9 +25,9 @@ VERBS = (
     ),
     Verb(
         name="quickstart",
-        help="build a tiny model from the built-in corpus on CPU (the 'tiny' recipe), then show it off",
-        description="`lmfoundry run tiny`, then the held-out bits per byte against a unigram baseline and a few "
-        "samples through pipeline('text-generation').",
+        help="build a small model from the built-in corpus on CPU in 6 minutes (the 'auto' recipe), then show it off",
+        description="`lmfoundry run auto` (a model sized for the built-in corpus and a 6-minute run.budget), then "
+        "the held-out bits per byte against a unigram baseline and a few samples through pipeline('text-generation').",
         run="lmfoundry.pipeline.cli:quickstart",
         sections=ALL_SECTIONS,
         takes_recipe=False,
@@ -47,7 +47,7 @@ def quickstart(inv: Invocation) -> int:
     from lmfoundry.pipeline import format_summary, run_pipeline
     from lmfoundry.recipe import load_recipe
 
-    recipe = load_recipe("tiny")
+    recipe = load_recipe("auto")
     recipe["run"]["output"] = QUICKSTART_FOLDER
     for section, body in inv.recipe.items():
         recipe.setdefault(section, {}).update(body)

@@ -431,8 +431,10 @@ class Trainer:
         state.plan_step = state.step
         if total == state.total_steps or not _lr_is_flat(cfg, state.step, total, warmup):
             return False  # past the point where the new plan's decay would have begun: keep the old one
-        logger.info("max_time %s: %.3f s per step so far, %.0f s left -> %d steps (was %d), warmup %d",
-                    cfg.max_time, per_step, self.max_time_s - now, total, state.total_steps, warmup)
+        # the clock checks it often; only a change worth reading (over 2%) reaches the log at INFO
+        level = logging.INFO if abs(total - state.total_steps) > 0.02 * state.total_steps else logging.DEBUG
+        logger.log(level, "max_time %s: %.3f s per step so far, %.0f s left -> %d steps (was %d), warmup %d",
+                   cfg.max_time, per_step, self.max_time_s - now, total, state.total_steps, warmup)
         state.total_steps, state.warmup_steps = total, warmup
         return True
 

@@ -2,9 +2,11 @@
 
 The rule, step by step (each constant is a choice written here, not a law):
 
-1. **Compute.** Measure what this machine does: a few training steps of a small Foundry model give
-   ``F`` FLOP/s (counted as the loop counts them, :meth:`FoundryForCausalLM.flops_per_token`), so
-   the budget buys ``C = F * seconds`` training FLOPs.
+1. **Compute.** Measure what this machine does: a few training steps of Foundry models at widths
+   64, 128 and 256 give ``F(width)`` FLOP/s (counted as the loop counts them,
+   :meth:`FoundryForCausalLM.flops_per_token`), so a shape of that width buys ``C = F * seconds``
+   training FLOPs. One rate for all shapes misprices them: small matmuls run at a fraction of the
+   rate of larger ones (here 36 vs 80 GFLOP/s on one thread for widths 64 and 256).
 2. **Parameters and tokens.** Chinchilla (Hoffmann et al. 2022, "Training Compute-Optimal Large
    Language Models", table 3 / approach 1) trains ``D ≈ 20 N`` tokens for ``N`` parameters at the
    compute optimum. Among candidate shapes we take the one whose ``D = C / flops_per_token`` is
@@ -40,6 +42,7 @@ then the tokenizer's).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -96,13 +99,21 @@ class AutoPlan:
         return asdict(self)
 
 
-def measure_flops_per_s(seconds: float = 1.5, seq_len: int = 256, hidden_size: int = 128) -> float:
-    """Training FLOP/s of this process on a small Foundry model (forward, backward, AdamW step)."""
+# Widths at which model: auto measures this machine's training FLOP/s. Small matmuls run far below a
+# CPU's peak (here, one thread: ~36 GFLOP/s at width 64, ~80 at 256), so one measurement at one width
+# would misprice every other shape; beyond the widest point the rate is taken as flat (conservative).
+PROBE_WIDTHS = (64, 128, 256)
+
+
+def measure_flops_per_s(hidden_size: int, seconds: float = 0.6, seq_len: int = 256) -> float:
+    """Training FLOP/s of this process on an auto-shaped Foundry model of width ``hidden_size``
+    (forward, backward, AdamW step; FLOPs counted as the loop counts them)."""
     from lmfoundry.modeling import FoundryConfig, FoundryForCausalLM
 
+    depth, heads = _depth_and_heads(hidden_size)
     config = FoundryConfig(vocab_size=1024, hidden_size=hidden_size, intermediate_size=_mlp(hidden_size),
-                           num_hidden_layers=2, num_attention_heads=max(1, hidden_size // 64),
-                           max_position_embeddings=seq_len, tie_word_embeddings=True)
+                           num_hidden_layers=depth, num_attention_heads=heads, max_position_embeddings=seq_len,
+                           tie_word_embeddings=True)
     model = FoundryForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = torch.randint(0, 1024, (8, seq_len + 1), generator=torch.Generator().manual_seed(0))
@@ -121,13 +132,31 @@ def measure_flops_per_s(seconds: float = 1.5, seq_len: int = 256, hidden_size: i
     return model.flops_per_token(seq_len) * tokens_per_s
 
 
-def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | None = None,
+def measure_flops_curve(widths: tuple[int, ...] = PROBE_WIDTHS) -> dict[int, float]:
+    """Measured training FLOP/s by model width (a few seconds in all)."""
+    return {width: measure_flops_per_s(width) for width in widths}
+
+
+def flops_at(curve: dict[int, float], hidden: int) -> float:
+    """FLOP/s at width ``hidden``: linear in log-width between measured widths, flat beyond them."""
+    widths = sorted(curve)
+    if hidden <= widths[0]:
+        return curve[widths[0]]
+    for low, high in itertools.pairwise(widths):
+        if hidden <= high:
+            t = math.log(hidden / low) / math.log(high / low)
+            return curve[low] + t * (curve[high] - curve[low])
+    return curve[widths[-1]]
+
+
+def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | dict[int, float] | None = None,
               vocab_size: int | None = None, bytes_per_token: float | None = None,
               tokens_per_param: float = TOKENS_PER_PARAM, max_epochs: float = MAX_EPOCHS,
               train_fraction: float = 0.85) -> AutoPlan:
     """Size a model for ``corpus_bytes`` of text and a training budget (see the module docstring).
 
-    ``flops_per_s``: measured when not given. ``vocab_size``: fixed when the tokenizer already
+    ``flops_per_s``: training FLOP/s, one rate or a curve by model width; measured at
+    :data:`PROBE_WIDTHS` when not given. ``vocab_size``: fixed when the tokenizer already
     exists, chosen otherwise. ``bytes_per_token``: of that tokenizer, else a guess.
     ``train_fraction``: the share of the budget the optimizer steps get (the rest: probe, evals,
     checkpoints, export).
@@ -136,19 +165,20 @@ def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | No
     if corpus_bytes <= 0:
         raise ValueError(f"model: auto needs a corpus, got {corpus_bytes} bytes")
     measured = flops_per_s is None
-    flops_per_s = measure_flops_per_s() if flops_per_s is None else flops_per_s
-    compute = flops_per_s * budget_s * train_fraction
+    curve = measure_flops_curve() if flops_per_s is None else \
+        flops_per_s if isinstance(flops_per_s, dict) else {PROBE_WIDTHS[0]: float(flops_per_s)}
+    seconds = budget_s * train_fraction
     corpus_tokens = int(corpus_bytes / (bytes_per_token or BYTES_PER_TOKEN_GUESS))
     token_cap = max_epochs * corpus_tokens
 
     candidates = []
     for hidden in range(64, 4097, 32):
-        depth, heads = max(1, round(hidden / 64)), hidden // (64 if hidden % 64 == 0 else 32)
+        depth, heads = _depth_and_heads(hidden)
         seq_len = _pow2_near(2 * hidden, 128, 2048)
         non_embedding = depth * (4 * hidden * hidden + 3 * hidden * _mlp(hidden)) + hidden  # + final norm
         vocab = vocab_size or _pow2_near(VOCAB_SHARE * non_embedding / hidden, 512, 32768)
         params, flops_per_token = shape_cost(vocab, hidden, depth, seq_len)
-        tokens = compute / flops_per_token
+        tokens = flops_at(curve, hidden) * seconds / flops_per_token
         candidates.append((depth, hidden, heads, seq_len, vocab, params, tokens))
     # the compute-optimal shape: D / N closest to tokens_per_param
     optimal = min(candidates, key=lambda c: abs(math.log(c[6] / (tokens_per_param * c[5]))))
@@ -160,14 +190,17 @@ def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | No
         why_size = (f"data-limited: {optimal[6] / 1e6:.1f}M tokens would be {optimal[6] / corpus_tokens:.1f} "
                     f"epochs; at most {max_epochs:g} (Muennighoff et al. 2023), so the smallest shape within them")
     depth, hidden, heads, seq_len, vocab, params, tokens = chosen
+    flops_per_s = flops_at(curve, hidden)
+    compute = flops_per_s * seconds
+    rates = ", ".join(f"{curve[w] / 1e9:.0f} at width {w}" for w in sorted(curve))
     batch_tokens = max(seq_len, 2 ** round(math.log2(math.sqrt(8 * tokens))))
     global_batch = max(1, batch_tokens // seq_len)
     micro_batch = min(global_batch, 16)
     lr = 2e-3 * math.sqrt(192 / hidden)
     steps = max(1, int(tokens // (global_batch * seq_len)))
     reasons = [
-        f"compute: {flops_per_s / 1e9:.1f} GFLOP/s ({'measured here' if measured else 'given'}) x {budget_s:.0f} s "
-        f"x {train_fraction:.0%} for steps = {compute:.3g} FLOPs",
+        f"compute: {flops_per_s / 1e9:.1f} GFLOP/s at this width ({'measured here' if measured else 'given'}: "
+        f"{rates} GFLOP/s) x {budget_s:.0f} s x {train_fraction:.0%} for steps = {compute:.3g} FLOPs",
         f"size: {params / 1e6:.2f}M parameters for {tokens / 1e6:.1f}M tokens ({tokens / params:.0f} per parameter); "
         f"{why_size}",
         f"corpus: {corpus_bytes / 1e6:.1f} MB ~ {corpus_tokens / 1e6:.1f}M tokens, so {tokens / corpus_tokens:.2f} epochs",
@@ -220,6 +253,11 @@ def shape_cost(vocab: int, hidden: int, depth: int, seq_len: int) -> tuple[int, 
     params = vocab * hidden + depth * per_layer + hidden
     # the lookup table is free, the tied head's matmul is not: the two cancel in the matmul count
     return params, 6.0 * params + 12.0 * depth * hidden * seq_len
+
+
+def _depth_and_heads(hidden: int) -> tuple[int, int]:
+    """nanochat's aspect ratio (64 per layer), heads of 64 (32 where the width is not a multiple of 64)."""
+    return max(1, round(hidden / 64)), hidden // (64 if hidden % 64 == 0 else 32)
 
 
 def _mlp(hidden: int) -> int:
