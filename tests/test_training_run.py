@@ -170,6 +170,7 @@ def test_two_processes_match_one_process_with_grad_accumulation(reference, data,
     result = run_cli([str(recipe), "--output", str(out)], {"ACCELERATE_USE_CPU": "1"}, module=launch)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes x 1 micro-batches x 4 sequences" in result.stderr  # two real ranks
+    assert result.stdout.count("trained 24 steps") == 1  # one summary line, not one per rank
     ours, expected = train_losses(out), train_losses(ref_dir)
     assert sorted(ours) == sorted(expected)
     assert max(abs(ours[s] - expected[s]) for s in ours) < 1e-5

@@ -6,6 +6,8 @@ process runs the same verb and Accelerate wires them together (DDP, FSDP or Deep
 
 from __future__ import annotations
 
+import os
+
 from lmfoundry.command import Invocation, Option, Verb
 
 VERBS = (
@@ -58,7 +60,9 @@ def run(inv: Invocation) -> int:
                     force_recipe_change=inv.options.force_recipe_change)
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")
-    print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to {summary['model_dir']}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch every rank gets the summary; one prints it
+        print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to "
+              f"{summary['model_dir']}")
     return 0
 
 
