@@ -102,6 +102,13 @@ def test_spike_detector_flags_zscore_nonfinite_and_early_ratio():
     quiet_grads.load_state_dict(det.state_dict())
     assert not quiet_grads.check(3.0, 1.8).is_spike  # grad-norm check off; non-finite still counts
     assert quiet_grads.check(3.0, float("nan")).is_spike
+    # the recipe's default: the grad-norm rule judges only unclipped gradients (a clipped update is bounded)
+    from lmfoundry.training.config import TrainConfig
+
+    base = {"shards": "s", "tokenizer": "t", "max_steps": 10}
+    assert TrainConfig(**base).spike_settings(10).grad_zscore == 0
+    assert TrainConfig(**base, max_grad_norm=0).spike_settings(10).grad_zscore == 6
+    assert TrainConfig(**base, spike_grad_zscore=4).spike_settings(10).grad_zscore == 4
     restored = SpikeDetector(SpikeSettings(window=32, min_history=8))
     restored.load_state_dict(det.state_dict())
     assert restored.check(3.5, 1.0) == verdict

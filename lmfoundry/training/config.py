@@ -121,8 +121,10 @@ class TrainConfig:
     """steps of history before the detector judges"""
     spike_zscore: float = 6.0
     """loss z-score that counts as a spike"""
-    spike_grad_zscore: float = 6.0
-    """grad-norm z-score that counts as a spike"""
+    spike_grad_zscore: float | None = None
+    """grad-norm z-score that counts as a spike; default 6 when gradients are not clipped (max_grad_norm 0), else
+    off (0): a clipped update is bounded, and at small batches the norm's outliers are mostly noise that would roll
+    back a healthy run (README: loss spikes)"""
     spike_ratio: float = 3.0
     """loss / running-median ratio that counts as a spike"""
     spike_rollback_steps: int | None = None
@@ -278,11 +280,17 @@ class TrainConfig:
             snapshot_every = max(margin, math.ceil(total_steps / 50))
         return SpikeSettings(
             enabled=self.spike_detection, window=self.spike_window, min_history=self.spike_min_history,
-            zscore=self.spike_zscore, grad_zscore=self.spike_grad_zscore, ratio=self.spike_ratio,
+            zscore=self.spike_zscore, grad_zscore=self.grad_zscore(), ratio=self.spike_ratio,
             clean_after=margin, skip_extra=self.skip_extra(total_steps), lr_factor=self.spike_lr_factor,
             lr_steps=self.spike_lr_steps if self.spike_lr_steps is not None else max(1, total_steps // 20),
             max_rollbacks=self.spike_max_rollbacks, snapshot_every=snapshot_every if self.spike_detection else 0,
         )
+
+    def grad_zscore(self) -> float:
+        """The grad-norm threshold in force: the recipe's, else 6 for unclipped gradients and off for clipped."""
+        if self.spike_grad_zscore is not None:
+            return self.spike_grad_zscore
+        return 0.0 if self.max_grad_norm > 0 else 6.0
 
     def rollback_steps(self, total_steps: int) -> int:
         """How far before a spike a restored checkpoint must be (PaLM: ~100 steps), scaled to short runs."""
