@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-bytes", type=int, default=None, help="use only the first N bytes of the corpus")
     parser.add_argument("--no-adamw", action="store_true", help="skip the adamw row")
-    parser.add_argument("--png", default="time_to_quality.png")
+    parser.add_argument("--png", default=str(Path(__file__).with_suffix(".png")), help="where the bpb-vs-seconds curves go")
     args = parser.parse_args()
     budget_s = parse_duration(args.budget or ("10s" if args.quick else "185s"))
     max_bytes = args.max_bytes or (300_000 if args.quick else None)
