@@ -330,6 +330,25 @@ def test_fast_gopher_repetition_decides_exactly_like_datatrove():
     ]
     assert all(a == b for a, b in decisions)
     assert 10 < sum(a is not True for a, _ in decisions) < 140  # both kinds of decision were exercised
+    # The n-gram counts themselves, on word lists made to collide: datatrove joins the duplicate
+    # n-grams without a separator (["ab", "c"] equals ["a", "bc"]), and ties for the top n-gram
+    # go to the first one seen.
+    from datatrove.pipeline.filters.gopher_repetition_filter import (
+        find_all_duplicate,
+        find_top_duplicate,
+        get_n_grams,
+    )
+
+    from lmfoundry.data.curation.filters import _NGrams
+
+    pieces = ["a", "b", "ab", "c", "bc", "abc", "é", "日本", "x"]
+    for _ in range(300):
+        words = [rng.choice(pieces[: rng.randint(2, len(pieces))]) for _ in range(rng.randint(0, 60))]
+        grams = _NGrams(words)
+        for n in range(2, 11):
+            assert grams.repeated_chars(n) == find_all_duplicate(words, n), (words, n)
+            if len(words) >= n:
+                assert grams.top_chars(n) == find_top_duplicate(get_n_grams(words, n)), (words, n)
 
 
 def test_fast_gopher_quality_decides_exactly_like_datatrove():
