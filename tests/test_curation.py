@@ -388,6 +388,20 @@ def test_fast_gopher_quality_decides_exactly_like_datatrove():
         assert len(reasons) >= 4 and sum(a is True for a, _ in decisions) > 10, reasons
 
 
+def test_pii_scrub_replaces_exactly_like_datatrove():
+    from datatrove.pipeline.formatters.pii import PIIFormatter
+
+    from lmfoundry.data.curation.filters import PIIScrub
+
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(200))]
+    texts = [LETTER, "no at sign or digits here", "v1.2 and 10.0.0.1 and 8.8.8.8, mail a@b.co", "1.2", ""]
+    texts += [" ".join(verses[i : i + 20]) for i in range(0, 200, 20)]
+    ours, stock = PIIScrub(), PIIFormatter()  # both cycle their replacements: same order of calls
+    assert [ours.format(t) for t in texts] == [stock.format(t) for t in texts]
+    assert "john.smith@gmail.com" not in ours.format(LETTER) and "8.8.8.8" not in ours.format(texts[2])
+
+
 def test_the_rule_names_of_the_config_are_the_filter_classes_in_pipeline_order():
     from lmfoundry.data.curation.config import FILTER_NAMES
     from lmfoundry.data.curation.filters import FILTER_CLASSES, STOCK_FILTER_CLASSES

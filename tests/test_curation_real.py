@@ -347,3 +347,9 @@ def test_cached_spacy_words_equal_datatrove_spacy_on_real_books_and_pages(shared
     )
     assert ours.word_tokenize(tricky) == stock.word_tokenize(tricky)
     assert "Mr." in ours.word_tokenize(tricky) and "’s" in ours.word_tokenize(tricky)
+    # Sentences (C4 counts them per line): spaCy's sentencizer rule over the cached splits
+    lines = [line.strip() for t in texts for line in t.splitlines() if line.strip()][::20]
+    odd = ["", " ", "  a", " a ", "a  b. . c", "Hi!  ?x", "\tx.\n\n y", "x.\u00a0Y", "“Yes.” No", "(a.) b"]
+    for text in sorted(eval_pages.values())[::6] + lines + odd + [tricky]:
+        assert ours.span_tokenize(text) == stock.span_tokenize(text), text
+        assert ours.sent_tokenize(text) == stock.sent_tokenize(text), text

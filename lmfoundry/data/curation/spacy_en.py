@@ -7,9 +7,34 @@ import and rule compilation once per task. Blank English is rules only: nothing 
 
 from __future__ import annotations
 
-import spacy
-from spacy.attrs import IS_PUNCT as IS_PUNCT_ATTR
-from spacy.pipeline.sentencizer import Sentencizer
+import sys
+
+
+def _import_spacy_without_torch():
+    """``import spacy``, without the torch import its machine-learning layer (thinc) tries on the way.
+
+    thinc imports torch when it is installed, for neural models; a tokenizer made of rules never
+    uses it, and in a process that has not loaded torch yet (the fork server, its workers) it was
+    over half of spaCy's import time. While spaCy loads, ``import torch`` fails as if torch were
+    not installed, which thinc handles by leaving its torch support off; ``torch`` itself stays
+    importable afterwards. Where torch is already loaded, this is a plain ``import spacy``.
+    """
+    if "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes "import torch" raise ImportError
+    try:
+        import spacy
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return spacy
+
+
+spacy = _import_spacy_without_torch()
+from spacy.attrs import IS_PUNCT as IS_PUNCT_ATTR  # noqa: E402  (spaCy is loaded above)
+from spacy.pipeline.sentencizer import Sentencizer  # noqa: E402
 
 NLP = spacy.blank("en")
 # spaCy's sentencizer (datatrove adds it with its defaults) reads two things of each token: whether

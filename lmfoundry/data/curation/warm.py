@@ -22,10 +22,11 @@ from lmfoundry.data.curation import dedup, filters, pipeline, sources
 
 
 def _check_dependencies() -> None:
+    # The steps of every curation (the HTML extractor and the Parquet writer, in only some runs, are
+    # left to the workers that use them: a scan here would cost every run)
     steps = [
         *filters.FILTER_CLASSES.values(),
         *filters.STOCK_FILTER_CLASSES.values(),
-        filters.HtmlExtractor,
         filters.PIIScrub,
         dedup.ExactDedupSignature,
         dedup.MinhashSignature,
@@ -34,7 +35,6 @@ def _check_dependencies() -> None:
         dedup.DedupFilter,
         sources.SourceReader,
         pipeline.JsonlWriter,
-        pipeline.ParquetWriter,
     ]
     for step in dict.fromkeys(steps):
         needed = list(chain.from_iterable(getattr(t, "_requires_dependencies", []) for t in step.mro()))
