@@ -1,31 +1,43 @@
 """Curation speed: lmfoundry's pipeline vs the same pipeline on datatrove's stock code.
 
-Both runs are the full ``curate()`` pipeline (language ID, Gopher repetition and quality, C4,
-FineWeb, PII, exact + MinHash dedup, same executors) over the same generated corpus, in this
-process, one after the other. Ours is the default; the reference (``stock_steps: true``,
-``word_tokenizer: spacy``) runs datatrove's own code wherever lmfoundry re-implements it for speed:
-spaCy word splitting (ours: a regex tokenizer), datatrove's Gopher repetition and quality filters
-(ours: same decisions, computed once per distinct word / n-gram) and datatrove's MinHash shingling
-(ours: same hashes, one join per document). Agreement is the share of input documents on which
-the two runs make the same keep/drop decision.
+Both runs are the full ``curate()`` pipeline (language ID, URL blocklist, Gopher repetition and
+quality, C4, FineWeb, PII, exact + MinHash dedup, same executors and stages) over the same corpus,
+in this process, one after the other. Ours is the default configuration (``word_tokenizer:
+spacy_cached``: spaCy's exact words; ``--words regex`` for the regex splitter). The reference
+(``stock_steps: true``, ``word_tokenizer: spacy``) runs datatrove's own code wherever lmfoundry
+re-implements it for speed, each replacement tested to decide (or hash) exactly alike:
+
+* words and sentences: datatrove's spaCy tokenizer and sentencizer per document (ours: spaCy's
+  splits of each distinct whitespace-free chunk, learned in one tokenizer call per document and
+  remembered; sentences by the sentencizer's rule over them);
+* Gopher repetition and quality (ours: n-grams numbered and counted with numpy; each distinct
+  word judged once);
+* MinHash shingling and signatures (ours: one join per document, division-free modulus);
+* the URL blocklist (datatrove reads its 4.5-million-domain list into a set in every task; ours
+  searches the sorted file in place) and PII (ours skips a pattern where it cannot match).
+
+Agreement is the share of input documents on which the two runs make the same keep/drop decision.
 
 Before timing, both variants run once untimed on a small corpus, so one-time per-process costs
 (datatrove's scan of installed distributions, loading fastText and spaCy, starting the worker
-server, which imports lmfoundry and torch) are charged to neither.
+server) are charged to neither; the workers of both are forked from the same server. With one
+worker the tasks run in this process, so the word caches of both sides are emptied before each
+run. ``--repeat N`` times each side N times, alternating, and keeps the fastest of each, so that
+a burst of load from other work on the machine does not decide the ratio.
 
 The corpus (>= 20 MB; ``--quick``: ~1 MB) mixes real English prose (King James Bible passages of
 random length), junk that the rules should drop (navigation menus, lists of short lines, repeated
 lines, lorem ipsum, symbol spam, non-English text, code-like text in prose) and exact and near
 duplicates.
 
-    python benchmarks/curate_speed.py [--quick] [--workers 2]
-    python benchmarks/curate_speed.py --real [--shared ../shared]
+    python benchmarks/curate_speed.py [--quick] [--workers 2] [--repeat 3]
+    python benchmarks/curate_speed.py --real [--shared ../shared] [--repeat 3]
 
 ``--real`` runs both pipelines over the real files of ``../shared/corpora`` instead: the Gutenberg
 books (read as ``book``: split into parts, book rules) and the main text of every page of its WARC
-crawls (read as ``web`` records: the web rules). The pages are extracted once, untimed, before the
-runs: extraction is datatrove's trafilatura step in both pipelines, the same code, so timing it
-would only dilute the comparison of the steps that differ.
+crawls (read as ``web`` records with their URLs: the web rules). The pages are extracted once,
+untimed, before the runs: extraction is datatrove's trafilatura step in both pipelines, the same
+code, so timing it would only dilute the comparison of the steps that differ.
 
 Needs ``pip install spacy`` for the reference run (spaCy's blank English needs no model download).
 """

@@ -34,6 +34,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
 from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import (
     MONTHS_PATTERN,
@@ -44,6 +45,7 @@ from datatrove.utils.text import (
     ngrams,
     simplify_text,
 )
+from fsspec.compression import register_compression
 
 from lmfoundry.data.curation.filters import count, utf8_len
 
@@ -54,7 +56,7 @@ REMOVE_DTYPE = np.dtype([("index", "<u4"), ("reason", "u1")])
 REASONS = ("dedup:exact", "dedup:minhash")
 _WS = re.compile(r"\s+")
 _MERSENNE_61 = np.uint64((1 << 61) - 1)  # datatrove's MinHash modulus
-_SIGNATURE_BLOCK = 2048  # shingles per block of the signature computation
+_SIGNATURE_BLOCK = 512  # shingles per block of the signature computation (its arrays stay in cache)
 VERIFY_DEFAULT_THRESHOLD = 0.75  # FineWeb's 14 x 8 bands are built for about this Jaccard
 HASH_BUDGET = 128  # hashes per document that `similarity` may spend (FineWeb's default spends 112)
 
@@ -383,6 +385,27 @@ class DedupClusters(PipelineStep):
             uf.union(node, first)
             dups.add(node)
         return dups
+
+
+def _gzip_level_1(infile, mode: str = "rb", **kwargs) -> gzip.GzipFile:
+    return gzip.GzipFile(fileobj=infile, mode=mode, compresslevel=1, **kwargs)
+
+
+FAST_GZIP = "gzip-level-1"
+register_compression(FAST_GZIP, _gzip_level_1, [], force=True)  # a name only: no extension maps to it
+
+
+class FilteredWriter(JsonlWriter):
+    """Stage 1's surviving documents, read back once by :class:`DedupFilter`: gzip at level 1.
+
+    datatrove's writers compress at gzip's slowest level (9), right for a corpus that is kept, but
+    these files live only until the run ends; level 1 writes them several times faster for a
+    slightly bigger temporary file. (A class of its own so that unpickling it in a worker imports
+    this module, which registers the compression name with fsspec.)
+    """
+
+    def __init__(self, output_folder: str | Path):
+        super().__init__(str(output_folder), output_filename="${rank}.jsonl.gz", compression=FAST_GZIP)
 
 
 class DedupFilter(PipelineStep):

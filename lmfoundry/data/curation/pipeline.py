@@ -45,6 +45,7 @@ from lmfoundry.data.curation.dedup import (
     DedupClusters,
     DedupFilter,
     ExactDedupSignature,
+    FilteredWriter,
     MinhashSignature,
     StockMinhashSignature,
     detection_curve,
@@ -273,7 +274,10 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
     stage1: list[Any] = [step for _, step in counted]
     if config.pii:
         stage1.append(PIIFormatter() if config.stock_steps else PIIScrub())
-    stage1.append(JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz"))
+    if config.stock_steps:  # datatrove's writer as it comes (gzip level 9)
+        stage1.append(JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz"))
+    else:
+        stage1.append(FilteredWriter(work / "filtered"))
     if dedup["exact"]:
         stage1.append(ExactDedupSignature(work / "exact"))
     if dedup["minhash"]:
