@@ -303,6 +303,21 @@ def test_regex_word_tokenizer_splits_like_spacy():
     ]
 
 
+def test_cached_spacy_words_survive_a_full_cache():
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    from lmfoundry.data.curation import words
+
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(60))]
+    texts = [" ".join(verses[i : i + 6]) + " Don't stop, Mr. Smith!" for i in range(0, 60, 6)]
+    tok, stock = words.CachedSpacyTokenizer(), load_word_tokenizer("en")
+    tok.max_cache = 40  # far fewer than one text's distinct chunks: the cache starts over each time
+    assert [tok.word_tokenize(t) for t in texts] == [stock.word_tokenize(t) for t in texts]
+    assert [tok.span_tokenize(t) for t in texts] == [stock.span_tokenize(t) for t in texts]
+    words._CHUNKS.clear()
+
+
 def test_fast_gopher_repetition_decides_exactly_like_datatrove():
     import random
 

@@ -6,8 +6,12 @@ text at whitespace and splits each whitespace-free chunk on its own (special cas
 ``Mr.`` and ``don't``, prefixes, suffixes, infixes); datatrove then drops the whitespace tokens.
 So the words of a text are the concatenated splits of its ``str.split()`` chunks, and since a
 document repeats its chunks many times, each distinct chunk is given to spaCy's tokenizer once and
-remembered. What datatrove pays for on top (a ``Doc`` per document, its sentencizer) is skipped.
-A test checks the words against datatrove's own spaCy tokenizer on real books and web pages.
+remembered; the new chunks of a document go to spaCy in one call, and the commonest shapes (ASCII
+letters, alone or before one closing mark) need no call at all. What datatrove pays for on top (a
+``Doc`` per document with every word's lexical attributes) is skipped, and its sentences (C4
+counts them per line) come from spaCy's sentencizer rule applied to the same cached splits.
+Tests check words, sentence spans and sentences against datatrove's own spaCy tokenizer on real
+books and web pages.
 
 The regex tokenizer below (``word_tokenizer: regex``) needs no spaCy:
 
@@ -99,8 +103,6 @@ class CachedSpacyTokenizer(WordTokenizer):
         from lmfoundry.data.curation.spacy_en import SPECIAL_CASES, TOKENIZER, TRAILING_PUNCTUATION
 
         cache = _CHUNKS
-        if len(cache) + len(chunks) > self.max_cache:
-            cache.clear()
         hard = []
         for chunk in chunks:
             if chunk.isascii() and chunk not in SPECIAL_CASES:
@@ -135,12 +137,21 @@ class CachedSpacyTokenizer(WordTokenizer):
             raise RuntimeError("spaCy's tokenizer did not keep newline-separated chunks apart")
         cache.update(zip(hard, splits))
 
+    def _know(self, chunks: list[str]) -> None:
+        """Make sure every one of ``chunks`` is remembered (a full cache starts over with them)."""
+        distinct = dict.fromkeys(chunks)
+        new = [chunk for chunk in distinct if chunk not in _CHUNKS]
+        if not new:
+            return
+        if len(_CHUNKS) + len(new) > self.max_cache:
+            _CHUNKS.clear()
+            new = list(distinct)
+        self._learn(new)
+
     def word_tokenize(self, text: str) -> list[str]:
         cache = _CHUNKS
         chunks = text.split()
-        new = [chunk for chunk in dict.fromkeys(chunks) if chunk not in cache]
-        if new:
-            self._learn(new)
+        self._know(chunks)
         return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
     def _tokens(self, text: str) -> tuple[list[str], list[int]]:
@@ -150,9 +161,7 @@ class CachedSpacyTokenizer(WordTokenizer):
         whitespace (or the rest of a run after that space, or a run at the very start) is a token.
         """
         cache = _CHUNKS
-        new = [chunk for chunk in dict.fromkeys(text.split()) if chunk not in cache]
-        if new:
-            self._learn(new)
+        self._know(text.split())
         texts: list[str] = []
         offsets: list[int] = []
         for match in _RUNS.finditer(text):
