@@ -303,6 +303,21 @@ def test_regex_word_tokenizer_splits_like_spacy():
     ]
 
 
+def test_cached_spacy_words_survive_a_full_cache():
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    from lmfoundry.data.curation import words
+
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(60))]
+    texts = [" ".join(verses[i : i + 6]) + " Don't stop, Mr. Smith!" for i in range(0, 60, 6)]
+    tok, stock = words.CachedSpacyTokenizer(), load_word_tokenizer("en")
+    tok.max_cache = 40  # far fewer than one text's distinct chunks: the cache starts over each time
+    assert [tok.word_tokenize(t) for t in texts] == [stock.word_tokenize(t) for t in texts]
+    assert [tok.span_tokenize(t) for t in texts] == [stock.span_tokenize(t) for t in texts]
+    words._CHUNKS.clear()
+
+
 def test_fast_gopher_repetition_decides_exactly_like_datatrove():
     import random
 
@@ -330,6 +345,25 @@ def test_fast_gopher_repetition_decides_exactly_like_datatrove():
     ]
     assert all(a == b for a, b in decisions)
     assert 10 < sum(a is not True for a, _ in decisions) < 140  # both kinds of decision were exercised
+    # The n-gram counts themselves, on word lists made to collide: datatrove joins the duplicate
+    # n-grams without a separator (["ab", "c"] equals ["a", "bc"]), and ties for the top n-gram
+    # go to the first one seen.
+    from datatrove.pipeline.filters.gopher_repetition_filter import (
+        find_all_duplicate,
+        find_top_duplicate,
+        get_n_grams,
+    )
+
+    from lmfoundry.data.curation.filters import _NGrams
+
+    pieces = ["a", "b", "ab", "c", "bc", "abc", "é", "日本", "x"]
+    for _ in range(300):
+        words = [rng.choice(pieces[: rng.randint(2, len(pieces))]) for _ in range(rng.randint(0, 60))]
+        grams = _NGrams(words)
+        for n in range(2, 11):
+            assert grams.repeated_chars(n) == find_all_duplicate(words, n), (words, n)
+            if len(words) >= n:
+                assert grams.top_chars(n) == find_top_duplicate(get_n_grams(words, n)), (words, n)
 
 
 def test_fast_gopher_quality_decides_exactly_like_datatrove():
@@ -367,6 +401,20 @@ def test_fast_gopher_quality_decides_exactly_like_datatrove():
         assert all(a == b for a, b in decisions)
         reasons = {a[1] for a, _ in decisions if a is not True}
         assert len(reasons) >= 4 and sum(a is True for a, _ in decisions) > 10, reasons
+
+
+def test_pii_scrub_replaces_exactly_like_datatrove():
+    from datatrove.pipeline.formatters.pii import PIIFormatter
+
+    from lmfoundry.data.curation.filters import PIIScrub
+
+    with open(bible_jsonl_path(), encoding="utf-8") as f:
+        verses = [json.loads(line)["text"] for line, _ in zip(f, range(200))]
+    texts = [LETTER, "no at sign or digits here", "v1.2 and 10.0.0.1 and 8.8.8.8, mail a@b.co", "1.2", ""]
+    texts += [" ".join(verses[i : i + 20]) for i in range(0, 200, 20)]
+    ours, stock = PIIScrub(), PIIFormatter()  # both cycle their replacements: same order of calls
+    assert [ours.format(t) for t in texts] == [stock.format(t) for t in texts]
+    assert "john.smith@gmail.com" not in ours.format(LETTER) and "8.8.8.8" not in ours.format(texts[2])
 
 
 def test_the_rule_names_of_the_config_are_the_filter_classes_in_pipeline_order():

@@ -13,6 +13,8 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+
 from lmfoundry.data.curation import CurateConfig, curate
 from lmfoundry.data.curation.config import FILTER_NAMES
 
@@ -142,6 +144,7 @@ def test_dedup_precision_and_recall_on_planted_duplicates(tmp_path):
 def test_fast_minhash_shingles_match_datatrove_recipe():
     """Our shingling (one join, byte slices, fast normalization) gives datatrove's exact hashes."""
     from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.utils.hashing import HashConfig
     from datatrove.utils.text import TextNormConfig, simplify_text
 
     from lmfoundry.data.curation.dedup import MinhashSignature, StockMinhashSignature, fast_simplify_text
@@ -159,10 +162,25 @@ def test_fast_minhash_shingles_match_datatrove_recipe():
     step = MinhashSignature("/unused", config=MinhashConfig(), language=tok)
     stock = StockMinhashSignature("/unused", config=MinhashConfig(), language=tok)
     for text in texts:
-        assert step.get_shingles(text).tolist() == stock.get_shingles(text).tolist()
+        shingles = step.get_shingles(text)
+        assert shingles.tolist() == stock.get_shingles(text).tolist()
+        if shingles.size:
+            assert step.get_signature(shingles) == stock.get_signature(shingles)
         assert tok.word_tokenize(text) == _WORD_RE.findall(text)
         other = TextNormConfig(lowercase=False, remove_punctuation=False, norm_weekdays=True)
         assert fast_simplify_text(text, other) == simplify_text(text, other)
+    # The division-free modulus: every residue class edge, over several blocks, in both precisions
+    p = (1 << 61) - 1
+    edges = [0, 1, 2, 7, 8, p - 1, p, p + 1, 2 * p, 1 << 61, (1 << 63) - 1, 1 << 63, (1 << 64) - 1]
+    many = np.array(edges + [rng.getrandbits(64) for _ in range(5000)], dtype=np.uint64).reshape((-1, 1))
+    for precision in (64, 32):
+        config = MinhashConfig(hash_config=HashConfig(precision=precision))
+        ours = MinhashSignature("/unused", config=config, language=tok)
+        reference = StockMinhashSignature("/unused", config=config, language=tok)
+        assert ours.get_signature(many) == reference.get_signature(many)
+        for value in edges:
+            one = np.array([[value]], dtype=np.uint64)
+            assert ours.get_signature(one) == reference.get_signature(one)
 
 
 def test_target_similarity_chooses_bands_and_verification_removes_only_true_matches(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import logging
 import sysconfig
@@ -255,17 +256,51 @@ def test_pip_source_vendored_files_are_left_out_and_counted_with_its_license():
     assert any(d.metadata["path"] == "_internal/cli/main.py" for d in docs)
 
 
+# ---- URL blocklist: the 4.5-million-domain list searched in place ------------------------------------
+
+
+def test_url_blocklist_decides_like_datatrove_without_loading_the_domain_list(shared):
+    from datatrove.data import Document
+    from warcio.archiveiterator import ArchiveIterator
+
+    from lmfoundry.data.curation.filters import StockUrlBlocklist, UrlBlocklist
+
+    urls = []
+    for path in sorted((shared / "corpora" / "web").glob("*.warc.gz")):
+        with open(path, "rb") as f:
+            urls += [r.rec_headers.get_header("WARC-Target-URI") for r in ArchiveIterator(f)]
+    urls = sorted({u for u in urls if u and u.startswith("http")})
+    ours, stock = UrlBlocklist(), StockUrlBlocklist()
+    ours.download_data()
+    stock.download_data()  # datatrove's: the whole list in a set
+    with open(ours._domains_path, encoding="utf-8") as f:
+        listed = [line.strip() for line in itertools.islice(f, 0, None, 15_000)]
+    for domain in listed:  # listed domains, their subdomains, and near misses around them
+        urls += [f"https://{domain}/page", f"http://www.{domain}/", f"https://{domain}x/", f"https://{domain[1:]}/"]
+    decide = lambda f, u: f.filter(Document(text="x", id=u, metadata={"url": u}))  # noqa: E731
+    decisions = [(decide(ours, u), decide(stock, u)) for u in urls]
+    assert len(urls) > 1500 and all(a == b for a, b in decisions)
+    reasons = {a[1] for a, _ in decisions if a is not True}
+    assert {"domain", "subdomain"} <= reasons and sum(a is True for a, _ in decisions) > 500
+    assert ours._domain_list._map is not None and ours._domain_list._set is None  # never read into memory
+
+
 # ---- deterministic output -------------------------------------------------------------------------
 
 
-def test_two_runs_give_byte_identical_output(shared, tmp_path):
+def test_runs_idle_and_under_full_cpu_load_give_byte_identical_output(shared, tmp_path):
+    """Extraction has a per-page limit far above any real page, so a saturated machine changes nothing."""
+    import os
+    import subprocess
+    import sys
+
     inputs = [
         str(shared / "corpora" / "web" / "ukwa-IAH-urls-wget.warc.gz"),
         str(shared / "corpora" / "web" / "ukwa-wikipedia-post-blackout.warc.gz"),
         str(shared / "corpora" / "books" / "the-devils-dictionary.txt"),
     ]
-    outputs = []
-    for run in ("a", "b"):
+
+    def run(name: str) -> tuple[dict, dict]:
         config = CurateConfig(
             inputs=inputs,
             workers=1,
@@ -273,11 +308,25 @@ def test_two_runs_give_byte_identical_output(shared, tmp_path):
             progress=False,
             filters={"url": {"use_integrated_lists": False}},
         )
-        stats = curate(config, tmp_path / run)
-        files = {p.name: gzip.decompress(p.read_bytes()) for p in sorted((tmp_path / run).glob("*.jsonl.gz"))}
-        body = {k: v for k, v in stats.items() if k not in ("created", "elapsed_s")}
-        outputs.append((files, body))
-    assert outputs[0][0] and outputs[0] == outputs[1]
+        stats = curate(config, tmp_path / name)
+        files = {p.name: gzip.decompress(p.read_bytes()) for p in sorted((tmp_path / name).glob("*.jsonl.gz"))}
+        extract = next(s for s in stats["stages"] if s["name"] == "extract")
+        assert extract["documents_in"] > 0 and "extract:timeout" not in extract["dropped"], extract
+        return files, {k: v for k, v in stats.items() if k not in ("created", "elapsed_s")}
+
+    idle = run("idle")
+    # one busy loop per core for the whole second run, ended by their own ids
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        loaded = run("loaded")
+        assert all(process.poll() is None for process in busy)  # the load lasted the whole run
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert idle[0] and idle == loaded
 
 
 # ---- word splitting: spaCy's words, exactly ---------------------------------------------------------
@@ -298,3 +347,9 @@ def test_cached_spacy_words_equal_datatrove_spacy_on_real_books_and_pages(shared
     )
     assert ours.word_tokenize(tricky) == stock.word_tokenize(tricky)
     assert "Mr." in ours.word_tokenize(tricky) and "’s" in ours.word_tokenize(tricky)
+    # Sentences (C4 counts them per line): spaCy's sentencizer rule over the cached splits
+    lines = [line.strip() for t in texts for line in t.splitlines() if line.strip()][::20]
+    odd = ["", " ", "  a", " a ", "a  b. . c", "Hi!  ?x", "\tx.\n\n y", "x.\u00a0Y", "“Yes.” No", "(a.) b"]
+    for text in sorted(eval_pages.values())[::6] + lines + odd + [tricky]:
+        assert ours.span_tokenize(text) == stock.span_tokenize(text), text
+        assert ours.sent_tokenize(text) == stock.sent_tokenize(text), text

@@ -351,6 +351,37 @@ def test_word_lists_come_from_local_copies(monkeypatch):
     )
 
 
+def test_sorted_line_file_answers_like_the_set_datatrove_reads(tmp_path):
+    import random
+
+    from datatrove.pipeline.filters.url_filter import parse_list
+
+    from lmfoundry.data.curation.urls import SortedLines
+
+    rng = random.Random(3)
+    names = sorted({"".join(rng.choice("ab.-") for _ in range(rng.randint(1, 6))) for _ in range(400)})
+    probes = names + ["", "zz", "a", " a", "a\n", "é", "#a"] + [n + "." for n in names[:50]]
+    cases = {
+        "sorted": "\n".join(names) + "\n",
+        "sorted-no-final-newline": "\n".join(names),
+        "unsorted": "\n".join(reversed(names)) + "\n",
+        "comment-and-spaces": "# list\n" + "\n".join(f" {n}" for n in names) + "\n",
+        "blank-line": "\n".join(names[:10]) + "\n\n" + "\n".join(names[10:]) + "\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            expected = parse_list(f, do_normalize=False)
+        lines = SortedLines(path)
+        assert all((probe in lines) == (probe in expected) for probe in probes), name
+        searched = lines._map is not None
+        assert searched == name.startswith("sorted"), name
+        marker = list(tmp_path.glob(f"{name}.lmfoundry-sorted-*"))
+        assert bool(marker) == searched, name  # the check is remembered beside the file
+        assert SortedLines(path)._map is not None if searched else True
+
+
 # ---- per-kind rules -----------------------------------------------------------------------------
 
 

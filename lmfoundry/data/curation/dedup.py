@@ -32,8 +32,9 @@ import orjson
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupSignature
 from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.binaryio import read_tuples_from_file
 from datatrove.utils.text import (
     MONTHS_PATTERN,
@@ -44,6 +45,7 @@ from datatrove.utils.text import (
     ngrams,
     simplify_text,
 )
+from fsspec.compression import register_compression
 
 from lmfoundry.data.curation.filters import count, utf8_len
 
@@ -53,6 +55,8 @@ EXACT_DTYPE = np.dtype([("hash", "<u8"), ("index", "<u4")])
 REMOVE_DTYPE = np.dtype([("index", "<u4"), ("reason", "u1")])
 REASONS = ("dedup:exact", "dedup:minhash")
 _WS = re.compile(r"\s+")
+_MERSENNE_61 = np.uint64((1 << 61) - 1)  # datatrove's MinHash modulus
+_SIGNATURE_BLOCK = 512  # shingles per block of the signature computation (its arrays stay in cache)
 VERIFY_DEFAULT_THRESHOLD = 0.75  # FineWeb's 14 x 8 bands are built for about this Jaccard
 HASH_BUDGET = 128  # hashes per document that `similarity` may spend (FineWeb's default spends 112)
 
@@ -159,6 +163,33 @@ class MinhashSignature(MinhashDedupSignature):
         return np.fromiter(map(hash_bytes, grams), dtype=np.uint64, count=n_grams).reshape((-1, 1))
 
 
+    def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
+        """datatrove's signature (the same numbers), with its ``% (2**61 - 1)`` done without division.
+
+        datatrove computes ``(shingle * a + b) % p`` in wrapping uint64 arithmetic, ``p = 2**61 - 1``,
+        then the minimum per hash. For such a Mersenne prime ``x % p`` is ``(x & p) + (x >> 61)``,
+        less ``p`` once if that reaches ``p`` (since ``2**61 = 1 (mod p)``), a few bitwise passes
+        instead of an integer division per element; blocks of shingles keep the work in cache.
+        """
+        a, b = self.parameters
+        mask = np.uint64(self.config.hash_config.max) if self.config.hash_config.precision == 32 else None
+        best = np.full(a.shape[1], np.iinfo(np.uint64).max, dtype=np.uint64)
+        for start in range(0, len(shingles), _SIGNATURE_BLOCK):
+            x = shingles[start : start + _SIGNATURE_BLOCK] * a
+            x += b
+            rest = x & _MERSENNE_61
+            x >>= np.uint64(61)
+            rest += x
+            np.subtract(rest, _MERSENNE_61, out=rest, where=rest >= _MERSENNE_61)
+            if mask is not None:  # 32-bit hashes: datatrove masks each value before the minimum
+                rest &= mask
+            np.minimum(best, rest.min(axis=0), out=best)
+        return [
+            x.tolist()
+            for x in np.split(best.astype(self.config.hash_config.np_dtype), self.config.num_buckets)
+        ]
+
+
 class StockMinhashSignature(MinhashDedupSignature):
     """datatrove's own MinHash shingling (``stock_steps: true``), the reference for ours.
 
@@ -178,6 +209,29 @@ class StockMinhashSignature(MinhashDedupSignature):
             ),
             dtype=np.uint64,
         ).reshape((-1, 1))
+
+
+class AllBuckets(PipelineStep):
+    """datatrove's MinHash bucket stage (its stage 2) for every bucket, in one task.
+
+    datatrove runs one task per bucket, right for big inputs where buckets run in parallel; but
+    each task pays the executor's set-up (task loggers, stats and completion files), and on a
+    small corpus the 14 tasks cost more than their work. Here the same step runs bucket after
+    bucket, as task ``b`` of ``num_buckets`` would, writing the same files.
+    """
+
+    type = "🫂 - DEDUP"
+    name = "🎯 MinHash stage 2, all buckets"
+
+    def __init__(self, buckets: MinhashDedupBuckets):
+        super().__init__()
+        self.buckets = buckets
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> None:
+        num_buckets = self.buckets.config.num_buckets
+        with self.track_time():
+            for bucket in range(num_buckets):
+                self.buckets.run(None, bucket, num_buckets)
 
 
 def fast_simplify_text(text: str, config: TextNormConfig) -> str:
@@ -331,6 +385,27 @@ class DedupClusters(PipelineStep):
             uf.union(node, first)
             dups.add(node)
         return dups
+
+
+def _gzip_level_1(infile, mode: str = "rb", **kwargs) -> gzip.GzipFile:
+    return gzip.GzipFile(fileobj=infile, mode=mode, compresslevel=1, **kwargs)
+
+
+FAST_GZIP = "gzip-level-1"
+register_compression(FAST_GZIP, _gzip_level_1, [], force=True)  # a name only: no extension maps to it
+
+
+class FilteredWriter(JsonlWriter):
+    """Stage 1's surviving documents, read back once by :class:`DedupFilter`: gzip at level 1.
+
+    datatrove's writers compress at gzip's slowest level (9), right for a corpus that is kept, but
+    these files live only until the run ends; level 1 writes them several times faster for a
+    slightly bigger temporary file. (A class of its own so that unpickling it in a worker imports
+    this module, which registers the compression name with fsspec.)
+    """
+
+    def __init__(self, output_folder: str | Path):
+        super().__init__(str(output_folder), output_filename="${rank}.jsonl.gz", compression=FAST_GZIP)
 
 
 class DedupFilter(PipelineStep):

@@ -17,6 +17,7 @@ and per kind, through datatrove's stats; :mod:`lmfoundry.data.curation.report` t
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -24,10 +25,10 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from functools import cached_property
-from itertools import accumulate, compress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.extractors.base import ExtractorSandbox
 from datatrove.pipeline.extractors.trafilatura import Trafilatura
@@ -37,6 +38,7 @@ from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilt
 from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter, find_duplicates
 from datatrove.pipeline.filters.url_filter import URLFilter
+from datatrove.pipeline.formatters.pii import PIIFormatter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
@@ -95,8 +97,12 @@ class CurationFilter(BaseFilter):
                     writer.write(doc, rank)
 
 
-class UrlBlocklist(CurationFilter, URLFilter):
-    """datatrove's URL filter (its bundled blocklists) with tldextract's offline suffix snapshot."""
+class StockUrlBlocklist(CurationFilter, URLFilter):
+    """datatrove's URL filter (its bundled blocklists) with tldextract's offline suffix snapshot.
+
+    The reference for :class:`UrlBlocklist` (``stock_steps: true``): every task reads the whole
+    domain list into a set and builds its own suffix trie.
+    """
 
     rule = "url"
     name = "😈 URL blocklist"
@@ -110,6 +116,105 @@ class UrlBlocklist(CurationFilter, URLFilter):
 
     def applies(self, doc: Document) -> bool:
         return bool(doc.metadata.get("url")) and super().applies(doc)
+
+
+class UrlBlocklist(StockUrlBlocklist):
+    """datatrove's URL filter, same decisions, without loading the 4.5-million-domain list.
+
+    The integrated domain list is searched in place (:class:`~lmfoundry.data.curation.urls.SortedLines`)
+    and the public-suffix trie is built once per process (:data:`~lmfoundry.data.curation.urls.EXTRACTOR`);
+    the small lists (URLs, banned words) are read as datatrove reads them. A test checks the
+    decisions against ``URLFilter`` itself.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._domains_path: str | None = None
+        self._domain_list = None
+
+    @property
+    def tldextractor(self):
+        """The process-wide extractor (offline suffix snapshot); never pickled with the filter."""
+        from lmfoundry.data.curation.urls import EXTRACTOR
+
+        return EXTRACTOR
+
+    @tldextractor.setter
+    def tldextractor(self, value) -> None:
+        """datatrove's ``__init__`` makes an extractor per filter; this filter uses the shared one."""
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_domain_list"] = None  # a memory map does not pickle; each process opens its own
+        return state
+
+    def download_data(self):
+        """datatrove's ``URLFilter.download_data``, except that the domain list is not read."""
+        if self._downloaded or not self.use_integrated_lists:
+            return
+        import tarfile
+
+        from datatrove.io import safely_create_file
+        from datatrove.pipeline.filters.url_filter import get_list
+        from datatrove.utils._import_utils import ASSETS_PATH
+        from huggingface_hub import cached_assets_path
+
+        folder = cached_assets_path(library_name="datatrove", namespace="filters", subfolder="url_filter")
+        archive = Path(ASSETS_PATH) / "url_filterblacklistsv0_3_0.tar.gz"
+
+        def extract() -> None:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(folder)
+
+        safely_create_file(str(Path(folder) / archive.name), extract)
+        self._domains_path = str(Path(folder) / "domains")
+        self.block_listed_url = get_list(folder, "urls", self.block_listed_url, do_normalize=False)
+        self.banned_words = get_list(ASSETS_PATH, "banned_words.txt", self.banned_words)
+        self.banned_subwords = get_list(ASSETS_PATH, "banned_subwords.txt", self.banned_subwords)
+        self.soft_banned_words = get_list(ASSETS_PATH, "soft_banned_words.txt", self.soft_banned_words)
+        for word in self.banned_subwords:
+            self.banned_subwords_automaton.add_word(word, len(self.banned_subwords_automaton))
+        self.banned_subwords_automaton.make_automaton()
+        self._downloaded = True
+
+    def _blocked_domain(self, name: str) -> bool:
+        return name in self.block_listed_domains or (self._domain_list is not None and name in self._domain_list)
+
+    def filter(self, document: Document) -> bool | tuple[bool, str]:
+        from datatrove.pipeline.filters.url_filter import normalize, normalizer
+
+        self.download_data()
+        if self._domains_path and self._domain_list is None:  # first document of this process
+            from lmfoundry.data.curation.urls import SortedLines
+
+            self._domain_list = SortedLines(self._domains_path)
+        url = document.metadata.get("url")
+        url_info = self.tldextractor(url)
+        # datatrove's URLFilter.filter, check for check, with the domain list searched in place
+        if self._blocked_domain(url_info.registered_domain):
+            return False, "domain"
+        if self._blocked_domain(url_info.fqdn):
+            return False, "subdomain"
+        if url in self.block_listed_url:
+            return False, "url"
+        url_words = set(normalizer.split(url))
+        if any(word in url_words for word in self.banned_words):
+            return False, "hard_blacklisted"
+        nb_soft_words = sum([word in url_words for word in self.soft_banned_words])
+        if nb_soft_words >= self.soft_word_threshold:
+            return False, "soft_blacklisted"
+        normalized_space = normalize(url)
+        if self.banned_subwords and next(self.banned_subwords_automaton.iter(normalized_space), False):
+            return False, "blacklisted_subword"
+        return True
+
+
+@functools.cache
+def _fasttext_model(path: str):
+    """One fastText model per process and file: loaded by the fork server once for all workers."""
+    import fasttext
+
+    return fasttext.load_model(path)
 
 
 class LanguageID(CurationFilter):
@@ -144,9 +249,7 @@ class LanguageID(CurationFilter):
 
     @cached_property
     def model(self):
-        import fasttext
-
-        return fasttext.load_model(str(self.model_path()))
+        return _fasttext_model(str(self.model_path()))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -200,45 +303,105 @@ class GopherRepetition(CurationFilter, GopherRepetitionFilter):
             return False, "dup_line_char_frac"
 
         words = split_into_words(text, self.language)
+        grams = _NGrams(words)
         for n, n_frac in self.top_n_grams:
             if len(words) < n:
                 continue
-            counts = Counter(zip(*(words[i:] for i in range(n))))
-            top_gram, top_count = counts.most_common(1)[0]
-            if (sum(map(len, top_gram)) + n - 1) * top_count / len(text) > n_frac:
+            if grams.top_chars(n) / len(text) > n_frac:
                 return False, f"top_{n}_gram"
-
-        joined = "".join(words)
-        offsets = [0, *accumulate(map(len, words))]
         for n, n_frac in self.dup_n_grams:
-            if _repeated_chars(joined, offsets, len(words), n) / len(text) > n_frac:
+            if grams.repeated_chars(n) / len(text) > n_frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
 
 
-def _repeated_chars(joined: str, offsets: list[int], n_words: int, n: int) -> int:
-    """datatrove's ``find_all_duplicate``: characters in n-grams seen before, skipping past each.
+# Polynomial hashing of character strings, modulo 2**64 (numpy's uint64 arithmetic wraps).
+_HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so it has an inverse modulo 2**64
+_HASH_BASE_INVERSE = np.uint64(pow(int(_HASH_BASE), -1, 2**64))
 
-    The stock scan visits every position; an n-gram that occurs once in the document can never be
-    "seen before", so the scan only needs to stop at positions of repeated n-grams (found with C
-    level counting) and jump over the unique ones in between. Same result, far fewer steps.
+
+class _NGrams:
+    """The n-grams of one document's words, numbered with numpy, for the Gopher repetition rules.
+
+    * Top n-gram (datatrove: n-grams joined by spaces, the most common one by ``Counter``): words
+      hold no spaces, so two n-grams are equal exactly when their word sequences are. Each
+      n-gram gets a number from its (n-1)-gram's number and its last word's, and ``np.unique``
+      counts them; ties go to the n-gram seen first, as ``Counter.most_common`` does.
+    * Duplicate n-grams (datatrove: each n-gram as its words joined *without* a separator,
+      scanned left to right): only an n-gram whose string occurs twice can be "seen before", so
+      the scan needs only those positions. They are found by hashing every n-gram's string (a
+      polynomial hash of its characters, from prefix sums over the whole concatenation): equal
+      strings hash equally, so none is missed, and the scan itself compares the real strings.
     """
-    grams = list(map(joined.__getitem__, map(slice, offsets[: max(n_words - n + 1, 0)], offsets[n:])))
-    counts = Counter(grams)
-    if len(counts) == len(grams):
-        return 0
-    repeats = list(compress(range(len(grams)), map((1).__lt__, map(counts.__getitem__, grams))))
-    seen: set[str] = set()
-    repeated, k = 0, 0
-    while k < len(repeats):
-        gram = grams[repeats[k]]
-        if gram in seen:
-            repeated += len(gram)
-            k = bisect_left(repeats, repeats[k] + n, k + 1)  # the scan resumes after this n-gram
-        else:
-            seen.add(gram)
-            k += 1
-    return repeated
+
+    def __init__(self, words: list[str]):
+        self.words = words
+        index = {word: i for i, word in enumerate(dict.fromkeys(words))}
+        self.word_ids = np.array(list(map(index.__getitem__, words)), dtype=np.int64)
+        self.n_distinct = len(index)
+        self.offsets = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(list(map(len, words)), out=self.offsets[1:])
+        self._ids: dict[int, np.ndarray] = {1: self.word_ids}
+        self._joined: str | None = None
+        self._prefix: np.ndarray | None = None
+
+    def _gram_ids(self, n: int) -> np.ndarray:
+        """A number per n-gram position, equal exactly for equal word sequences (dense: < positions)."""
+        if n not in self._ids:
+            before = self._gram_ids(n - 1)
+            positions = len(self.words) - n + 1
+            keys = before[:positions] * self.n_distinct + self.word_ids[n - 1 :]
+            self._ids[n] = np.unique(keys, return_inverse=True)[1].reshape(-1)
+        return self._ids[n]
+
+    def top_chars(self, n: int) -> int:
+        """Characters of the most common n-gram joined by spaces, times its count (``len(words) >= n``)."""
+        ids = self._gram_ids(n)
+        counts = np.bincount(ids)
+        best = counts.max()
+        first = np.full(len(counts), len(ids), dtype=np.int64)
+        np.minimum.at(first, ids, np.arange(len(ids)))
+        start = int(first[counts == best].min())
+        return (int(self.offsets[start + n] - self.offsets[start]) + n - 1) * int(best)
+
+    def repeated_chars(self, n: int) -> int:
+        """datatrove's ``find_all_duplicate``: characters of n-grams seen before, skipping past each."""
+        positions = len(self.words) - n + 1
+        if positions <= 1:
+            return 0
+        if self._prefix is None:
+            self._joined = "".join(self.words)
+            codes = np.frombuffer(self._joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            inverse_powers = np.full(len(codes), _HASH_BASE_INVERSE, dtype=np.uint64)
+            inverse_powers[0] = 1
+            np.cumprod(inverse_powers, out=inverse_powers)  # base**-j
+            # prefix[k] = sum of code[j] * base**-j over j < k; the hash of [a, b) is
+            # (prefix[b] - prefix[a]) * base**a, which depends on the characters only
+            self._prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+            np.cumsum(codes.astype(np.uint64) * inverse_powers, out=self._prefix[1:])
+            self._powers = np.full(len(codes) + 1, _HASH_BASE, dtype=np.uint64)
+            self._powers[0] = 1
+            np.cumprod(self._powers, out=self._powers)  # base**j
+        starts, ends = self.offsets[:positions], self.offsets[n : n + positions]
+        hashes = (self._prefix[ends] - self._prefix[starts]) * self._powers[starts]
+        hashes += (ends - starts).astype(np.uint64)  # strings of other lengths stay apart more often
+        _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+        repeats = np.flatnonzero(counts[inverse.reshape(-1)] > 1).tolist()
+        if not repeats:
+            return 0
+        joined, offsets = self._joined, self.offsets.tolist()
+        seen: set[str] = set()
+        repeated, k = 0, 0
+        while k < len(repeats):
+            start = repeats[k]
+            gram = joined[offsets[start] : offsets[start + n]]
+            if gram in seen:
+                repeated += len(gram)
+                k = bisect_left(repeats, start + n, k + 1)  # the scan resumes after this n-gram
+            else:
+                seen.add(gram)
+                k += 1
+        return repeated
 
 
 class GopherQuality(CurationFilter, GopherQualityFilter):
@@ -438,6 +601,27 @@ class HtmlExtractor(Trafilatura):
                     count(self, doc, f"dropped:{reason}", nbytes)
 
 
+# Every match of datatrove's IP-address pattern holds a digit, a dot and a digit in a row.
+_DIGIT_DOT_DIGIT = re.compile(r"[0-9]\.[0-9]")
+
+
+class PIIScrub(PIIFormatter):
+    """datatrove's PII formatter, same output, without running a pattern where it cannot match.
+
+    Both of datatrove's patterns are tried at every position of the text, which made PII the
+    costliest step on books; but an e-mail match holds an ``@`` and an IP-address match a
+    digit-dot-digit, so text without them is returned as it is, unchanged and without a scan.
+    ``stock_steps: true`` uses ``PIIFormatter`` itself.
+    """
+
+    def format(self, text: str) -> str:
+        if self.remove_emails and "@" in text:
+            text = self.emails_replacer.replace(text)
+        if self.remove_ips and _DIGIT_DOT_DIGIT.search(text):
+            text = self.ip_replacer.replace(text)
+        return text
+
+
 FILTER_CLASSES: dict[str, type[BaseFilter]] = {
     "url": UrlBlocklist,
     "language": LanguageID,
@@ -451,6 +635,7 @@ FILTER_CLASSES: dict[str, type[BaseFilter]] = {
 # ``stock_steps: true``: datatrove's own code for the rules re-implemented above for speed.
 STOCK_FILTER_CLASSES: dict[str, type[BaseFilter]] = {
     **FILTER_CLASSES,
+    "url": StockUrlBlocklist,
     "gopher_repetition": StockGopherRepetition,
     "gopher_quality": StockGopherQuality,
 }

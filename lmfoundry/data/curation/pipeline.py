@@ -41,14 +41,16 @@ from lmfoundry.atomic import replace_folder, write_json_atomic
 from lmfoundry.data.curation.config import CurateConfig
 from lmfoundry.data.curation.dedup import (
     VERIFY_DEFAULT_THRESHOLD,
+    AllBuckets,
     DedupClusters,
     DedupFilter,
     ExactDedupSignature,
+    FilteredWriter,
     MinhashSignature,
     StockMinhashSignature,
     detection_curve,
 )
-from lmfoundry.data.curation.filters import HtmlExtractor, build_filters
+from lmfoundry.data.curation.filters import HtmlExtractor, PIIScrub, build_filters
 from lmfoundry.data.curation.report import (
     build_report,
     format_summary,
@@ -99,9 +101,19 @@ def _fingerprint(config: CurateConfig, inputs: list[Any]) -> dict[str, Any]:
 
 
 def _make_executor(
-    config: CurateConfig, pipeline: list, tasks: int, logging_dir: Path, depends=None, parallel: bool = True
+    config: CurateConfig,
+    pipeline: list,
+    tasks: int,
+    logging_dir: Path,
+    preload: tuple[str, ...],
+    depends=None,
+    parallel: bool = True,
 ):
-    """The executor the config asks for (:func:`lmfoundry.data.executors.make_executor`)."""
+    """The executor the config asks for (:func:`lmfoundry.data.executors.make_executor`).
+
+    Every stage gets the same ``preload``: the fork server starts with the list of the last
+    executor made, before the first stage runs.
+    """
     return make_executor(
         config.executor,
         pipeline,
@@ -111,11 +123,24 @@ def _make_executor(
         options=config.executor_options,
         depends=depends,
         parallel=parallel,
-        # spaCy's import (the word splitting) is paid once in the fork server, not once per worker
-        preload=(__name__,)
-        if config.word_tokenizer == "regex"
-        else (__name__, "lmfoundry.data.curation.spacy_en"),
+        preload=(__name__, *preload),
     )
+
+
+def _preload(config: CurateConfig, inputs: Inputs, filter_params: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """Modules whose import the workers share, paid once in the fork server instead of once per task.
+
+    :mod:`~lmfoundry.data.curation.warm` (datatrove's dependency checks, the language-ID model),
+    spaCy's tokenizer (the word splitting), and tldextract's public-suffix trie when URLs can be
+    judged (the URL rule is on and some input is not plain text or code).
+    """
+    modules = ["lmfoundry.data.curation.warm"]
+    if config.word_tokenizer != "regex":
+        modules.append("lmfoundry.data.curation.spacy_en")
+    urls = inputs.hubs or any(item.format not in ("text", "code") for item in inputs.files)
+    if urls and not config.stock_steps and any("url" in rules for rules in filter_params.values()):
+        modules.append("lmfoundry.data.curation.urls")
+    return tuple(modules)
 
 
 @dataclass
@@ -254,8 +279,11 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
     )
     stage1: list[Any] = [step for _, step in counted]
     if config.pii:
-        stage1.append(PIIFormatter())
-    stage1.append(JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz"))
+        stage1.append(PIIFormatter() if config.stock_steps else PIIScrub())
+    if config.stock_steps:  # datatrove's writer as it comes (gzip level 9)
+        stage1.append(JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz"))
+    else:
+        stage1.append(FilteredWriter(work / "filtered"))
     if dedup["exact"]:
         stage1.append(ExactDedupSignature(work / "exact"))
     if dedup["minhash"]:
@@ -263,21 +291,25 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
         stage1.append(signature(str(work / "minhash_sigs"), config=minhash_config, language=word_tokenizer))
     plan.counted = {name: ("filter", str(step)) for name, step in counted}
     logs = plan.logs
-    stages = [("filter", _make_executor(config, stage1, tasks, logs / "filter"))]
+    preload = _preload(config, inputs, filter_params)
+    stages = [("filter", _make_executor(config, stage1, tasks, logs / "filter", preload))]
     # ---- stages 2-3: duplicate clusters ---------------------------------------------------------
     any_dedup = dedup["exact"] or dedup["minhash"]
     if dedup["minhash"]:
         buckets = MinhashDedupBuckets(
             str(work / "minhash_sigs"), str(work / "minhash_dups"), config=minhash_config
         )
+        # one task per bucket on big inputs (in parallel); else every bucket in one task, in-process
+        bucket_steps, bucket_tasks = ([buckets], minhash_config.num_buckets) if big else ([AllBuckets(buckets)], 1)
         stages.append(
             (
                 "minhash_buckets",
                 _make_executor(
                     config,
-                    [buckets],
-                    minhash_config.num_buckets,
-                    logs / "buckets",
+                    bucket_steps,
+                    bucket_tasks,
+                    logs / ("buckets" if big else "buckets-all"),
+                    preload,
                     stages[-1][1],
                     parallel=big,
                 ),
@@ -302,7 +334,7 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
         stages.append(
             (
                 "dedup_clusters",
-                _make_executor(config, [clusters], 1, logs / "clusters", stages[-1][1], parallel=False),
+                _make_executor(config, [clusters], 1, logs / "clusters", preload, stages[-1][1], parallel=False),
             )
         )
     # ---- stage 4: drop duplicates, write the output ---------------------------------------------
@@ -318,7 +350,9 @@ def build(config: CurateConfig, inputs: Inputs, out: Path) -> CurationPlan:
     stages.append(
         (
             "dedup_filter",
-            _make_executor(config, [dedup_step, writer], tasks, logs / "output", stages[-1][1], parallel=big),
+            _make_executor(
+                config, [dedup_step, writer], tasks, logs / "output", preload, stages[-1][1], parallel=big
+            ),
         )
     )
     plan.counted["dedup"] = ("dedup_filter", str(dedup_step))

@@ -6,8 +6,12 @@ text at whitespace and splits each whitespace-free chunk on its own (special cas
 ``Mr.`` and ``don't``, prefixes, suffixes, infixes); datatrove then drops the whitespace tokens.
 So the words of a text are the concatenated splits of its ``str.split()`` chunks, and since a
 document repeats its chunks many times, each distinct chunk is given to spaCy's tokenizer once and
-remembered. What datatrove pays for on top (a ``Doc`` per document, its sentencizer) is skipped.
-A test checks the words against datatrove's own spaCy tokenizer on real books and web pages.
+remembered; the new chunks of a document go to spaCy in one call, and the commonest shapes (ASCII
+letters, alone or before one closing mark) need no call at all. What datatrove pays for on top (a
+``Doc`` per document with every word's lexical attributes) is skipped, and its sentences (C4
+counts them per line) come from spaCy's sentencizer rule applied to the same cached splits.
+Tests check words, sentence spans and sentences against datatrove's own spaCy tokenizer on real
+books and web pages.
 
 The regex tokenizer below (``word_tokenizer: regex``) needs no spaCy:
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import chain
 
 from datatrove.utils.word_tokenizers import WordTokenizer
 
@@ -69,6 +74,10 @@ def _split_words(text: str) -> list[str]:
 # Chunk -> its spaCy words, shared by every tokenizer of the process: a worker that runs several
 # tasks keeps what it learned. The split of a chunk never changes, so sharing is safe.
 _CHUNKS: dict[str, list[str]] = {}
+_OFFSETS = ["IDX", "LENGTH"]  # spaCy token attributes: character offset and length
+_RUNS = re.compile(r"\S+|\s+")  # ``\s`` is exactly ``str.isspace``, spaCy's whitespace
+# token text -> (is a sentence mark, is punctuation), for the sentencizer rule
+_TOKEN_KINDS: dict[str, tuple[bool, bool]] = {}
 
 
 class CachedSpacyTokenizer(WordTokenizer):
@@ -83,42 +92,124 @@ class CachedSpacyTokenizer(WordTokenizer):
             )
         super().__init__(language)
 
-    def _split_chunk(self, chunk: str) -> list[str]:
-        from lmfoundry.data.curation.spacy_en import SPECIAL_CASES, TOKENIZER
+    def _learn(self, chunks: list[str]) -> None:
+        """Split the distinct ``chunks`` not yet remembered, in one call of spaCy's tokenizer.
 
-        # ASCII letters only and no special case: no prefix, suffix or infix rule can apply
-        if chunk.isascii() and chunk.isalpha() and chunk not in SPECIAL_CASES:
-            words = [chunk]
-        else:
-            words = [token.text for token in TOKENIZER(chunk)]
-        if len(_CHUNKS) >= self.max_cache:
+        A call costs far more than the splitting of one short chunk, so the new chunks of a document
+        are joined by newlines and tokenized together. The newline separates them exactly: spaCy
+        makes it a token of its own, no prefix, suffix or infix rule crosses whitespace, and no
+        special case holds a newline next to other text, so no match can join two chunks.
+        """
+        from lmfoundry.data.curation.spacy_en import SPECIAL_CASES, TOKENIZER, TRAILING_PUNCTUATION
+
+        cache = _CHUNKS
+        hard = []
+        for chunk in chunks:
+            if chunk.isascii() and chunk not in SPECIAL_CASES:
+                # ASCII letters only: no prefix, suffix or infix rule can apply
+                if chunk.isalpha():
+                    cache[chunk] = [chunk]
+                    continue
+                # ASCII letters and a closing mark ("word,"): the mark is cut off (spacy_en)
+                core, mark = chunk[:-1], chunk[-1]
+                if (
+                    mark in TRAILING_PUNCTUATION
+                    and core.isalpha()
+                    and core not in SPECIAL_CASES
+                    and (mark != "." or core[-1].islower())
+                ):
+                    cache[chunk] = [core, mark]
+                    continue
+            hard.append(chunk)
+        if not hard:
+            return
+        joined = "\n".join(hard)
+        # Each token's text is the slice of the input at its offset (no Token objects: they cost
+        # more than the splitting)
+        splits: list[list[str]] = [[]]
+        for start, length in TOKENIZER(joined).to_array(_OFFSETS).tolist():
+            text = joined[start : start + length]
+            if text == "\n":
+                splits.append([])
+            else:
+                splits[-1].append(text)
+        if len(splits) != len(hard) or any("".join(w) != c for w, c in zip(splits, hard)):
+            raise RuntimeError("spaCy's tokenizer did not keep newline-separated chunks apart")
+        cache.update(zip(hard, splits))
+
+    def _know(self, chunks: list[str]) -> None:
+        """Make sure every one of ``chunks`` is remembered (a full cache starts over with them)."""
+        distinct = dict.fromkeys(chunks)
+        new = [chunk for chunk in distinct if chunk not in _CHUNKS]
+        if not new:
+            return
+        if len(_CHUNKS) + len(new) > self.max_cache:
             _CHUNKS.clear()
-        _CHUNKS[chunk] = words
-        return words
+            new = list(distinct)
+        self._learn(new)
 
     def word_tokenize(self, text: str) -> list[str]:
         cache = _CHUNKS
-        words: list[str] = []
-        for chunk in text.split():
-            split = cache.get(chunk)
-            if split is None:
-                split = self._split_chunk(chunk)
-            if len(split) == 1:
-                words.append(split[0])
-            else:
-                words.extend(split)
-        return words
+        chunks = text.split()
+        self._know(chunks)
+        return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
-    # Sentences (only C4's ``split_paragraph: false`` asks): datatrove's own spaCy sentencizer.
-    def sent_tokenize(self, text: str) -> list[str]:
-        return self._stock.sent_tokenize(text)
+    def _tokens(self, text: str) -> tuple[list[str], list[int]]:
+        """The texts and character offsets of spaCy's tokens of ``text``, whitespace tokens included.
+
+        spaCy takes one space after a word as that word's trailing space; any other run of
+        whitespace (or the rest of a run after that space, or a run at the very start) is a token.
+        """
+        cache = _CHUNKS
+        self._know(text.split())
+        texts: list[str] = []
+        offsets: list[int] = []
+        for match in _RUNS.finditer(text):
+            run, start = match.group(), match.start()
+            if run[0].isspace():
+                if run[0] == " " and texts:
+                    run, start = run[1:], start + 1
+                if run:
+                    texts.append(run)
+                    offsets.append(start)
+                continue
+            for word in cache[run]:
+                texts.append(word)
+                offsets.append(start)
+                start += len(word)
+        return texts, offsets
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return self._stock.span_tokenize(text)
+        """datatrove's spaCy sentence spans: spaCy's sentencizer rule over the cached splits.
 
-    @property
-    def _stock(self) -> WordTokenizer:
-        return load_spacy_tokenizer(self.language)
+        A sentence starts at the first token, and at the first token after a sentence mark (``.``,
+        ``!``, ``?``, ...) that is neither a mark nor punctuation; each span runs from its first
+        token's start to its last token's end. A test checks the spans against datatrove's.
+        """
+        from lmfoundry.data.curation.spacy_en import IS_PUNCT, SENTENCE_MARKS
+
+        texts, offsets = self._tokens(text)
+        if not texts:
+            return []
+        starts = [0]
+        seen_mark = False
+        kinds = _TOKEN_KINDS
+        for i, token in enumerate(texts):
+            kind = kinds.get(token)
+            if kind is None:
+                kind = kinds[token] = (token in SENTENCE_MARKS, IS_PUNCT(token))
+            if seen_mark and not kind[0] and not kind[1]:
+                starts.append(i)
+                seen_mark = False
+            elif kind[0]:
+                seen_mark = True
+        ends = [start - 1 for start in starts[1:]] + [len(texts) - 1]
+        return [(offsets[a], offsets[b] + len(texts[b])) for a, b in zip(starts, ends)]
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        """datatrove's spaCy sentences: the texts of :meth:`span_tokenize`, stripped, empty ones left out."""
+        sentences = (text[a:b].strip() for a, b in self.span_tokenize(text))
+        return [sentence for sentence in sentences if sentence]
 
     # Passed as datatrove's ``language`` key of an lru_cache: equal tokenizers hash equally.
     def __eq__(self, other: object) -> bool:
@@ -160,9 +251,3 @@ class RegexWordTokenizer(WordTokenizer):
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.language))
 
-
-def load_spacy_tokenizer(language: str = "en") -> WordTokenizer:
-    """datatrove's stock spaCy tokenizer (needs the optional ``spacy`` package; no model download)."""
-    from datatrove.utils.word_tokenizers import load_word_tokenizer
-
-    return load_word_tokenizer(language)
