@@ -366,7 +366,7 @@ def test_max_time_replans_when_the_machine_slows_down_after_the_probe(data, tmp_
     log = (out / "train.log").read_text()
     planned = int(log.split("probe steps")[1].split("-> ")[1].split(" steps")[0])
     assert planned > 4 * summary["steps"]  # the probe's plan was far off
-    assert "s per step so far" in log  # ... and was corrected
+    assert "s per step lately" in log  # ... and was corrected
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["kind"] == "train"]
     assert rows[-1]["lr"] == 0.0 and summary["train_time_s"] < 2 * 4

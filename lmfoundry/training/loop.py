@@ -254,7 +254,7 @@ class Trainer:
         self.last_train_loss: float | None = None
         self.eval_s = self.checkpoint_s = 0.0  # the last validation's and checkpoint's wall clock
         self.plan_anchor = (0, 0.0)  # (step, train time) where this session's steps began
-        self.plan_checked_s = 0.0  # train time of the last plan check
+        self.plan_window = (0, 0.0)  # (step, train time) of the last plan check
 
     # ----------------------------------------------------------------------------------------- run
     def fit(self) -> dict:
@@ -269,7 +269,7 @@ class Trainer:
         if self.max_time_s is not None:  # a plan measures this session's steps, not the setup before them
             state.plan_step = state.step
             self.plan_anchor = (state.step, self._slowest(state.train_time_s())[0])
-            self.plan_checked_s = self.plan_anchor[1]
+            self.plan_window = self.plan_anchor
         while state.step < state.total_steps:
             faults.maybe_kill("step", state.step)
             faults.maybe_slow()
@@ -403,7 +403,7 @@ class Trainer:
         return self.eval_s + 2 * self.checkpoint_s
 
     def _replan(self) -> bool:
-        """Refine a max_time plan from the measured cost of this session's steps (evals and checkpoints
+        """Refine a max_time plan from the measured cost of the recent steps (evals and checkpoints
         included), every 5% of the planned steps or of the time budget, whichever comes first, while the
         lr does not yet depend on the step count; True if changed.
 
@@ -420,11 +420,13 @@ class Trainer:
         if not _lr_is_flat(cfg, state.step, state.total_steps, state.warmup_steps):
             return False
         (now,) = self._slowest(state.train_time_s())  # the same on every rank, so is the new plan
-        if not due_by_steps and now - self.plan_checked_s < 0.05 * self.max_time_s:
+        if not due_by_steps and now - self.plan_window[1] < 0.05 * self.max_time_s:
             return False
-        self.plan_checked_s = now
-        anchor_step, anchor_time = self.plan_anchor  # the session's average: steadier than the last few steps
+        # the cost per step since the last check (5% of the budget or of the steps), so the plan follows a
+        # machine whose load changes; the session's average while that window holds under 10 steps
+        anchor_step, anchor_time = self.plan_window if state.step - self.plan_window[0] >= 10 else self.plan_anchor
         per_step = (now - anchor_time) / (state.step - anchor_step)
+        self.plan_window = (state.step, now)
         total = state.step + planned_steps(self.max_time_s - now, per_step, reserve_s=self._end_reserve_s())
         # a shorter run gets a shorter warmup (the ramp steepens); a longer one keeps the warmup it began
         warmup = min(state.warmup_steps, cfg.warmup_for(total))
@@ -433,7 +435,7 @@ class Trainer:
             return False  # past the point where the new plan's decay would have begun: keep the old one
         # the clock checks it often; only a change worth reading (over 2%) reaches the log at INFO
         level = logging.INFO if abs(total - state.total_steps) > 0.02 * state.total_steps else logging.DEBUG
-        logger.log(level, "max_time %s: %.3f s per step so far, %.0f s left -> %d steps (was %d), warmup %d",
+        logger.log(level, "max_time %s: %.3f s per step lately, %.0f s left -> %d steps (was %d), warmup %d",
                    cfg.max_time, per_step, self.max_time_s - now, total, state.total_steps, warmup)
         state.total_steps, state.warmup_steps = total, warmup
         return True
