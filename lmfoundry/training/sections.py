@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 
 from lmfoundry.atomic import write_json_atomic
 from lmfoundry.data.shards import read_manifest
+from lmfoundry.locks import output_lock
 from lmfoundry.recipe import parse_section
 from lmfoundry.tokenization import special_token_ids
 from lmfoundry.training.config import TrainConfig
@@ -32,7 +33,8 @@ AUTO_PLAN = "auto_plan.json"
 def train_sections(recipe: dict[str, Any], output_dir: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
     """``(train config, model fields)`` of ``recipe`` for a run in ``output_dir``."""
     if is_auto(recipe):
-        recipe = _resolve_auto(recipe, Path(output_dir))
+        with output_lock(output_dir, "train"):  # the plan file is the run folder's: one writer at a time
+            recipe = _resolve_auto(recipe, Path(output_dir))
     body = dict(recipe.get("train") or {})
     if body.get("seed") is None:
         body["seed"] = int((recipe.get("run") or {}).get("seed", 0))
