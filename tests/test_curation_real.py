@@ -15,6 +15,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from test_curation import records_of
 
 from lmfoundry.data.curation import CurateConfig, curate
 from lmfoundry.data.curation.filters import HtmlExtractor
@@ -31,14 +32,6 @@ BOOKS = {
     "french": ["entre-nous.french.txt"],
 }
 NO_DEDUP = {"exact": False, "minhash": False}
-
-
-def records_of(out: Path) -> list[dict]:
-    found = []
-    for path in sorted(out.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            found.extend(json.loads(line) for line in f)
-    return found
 
 
 def read_all(inputs: list[str]) -> tuple[list, SourceReader]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_curation import records_of
 
 from lmfoundry.data.curation import CurateConfig, curate
 from lmfoundry.data.curation.config import FILTER_NAMES
@@ -44,14 +45,6 @@ def read_all(paths: list[str], **kwargs) -> tuple[list, SourceReader]:
 
 def skipped(reader: SourceReader, reason: str) -> int:
     return int(reader.stats[f"skipped:{reason}"].total)
-
-
-def output_records(out: Path) -> list[dict]:
-    records = []
-    for path in sorted(out.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            records.extend(json.loads(line) for line in f)
-    return records
 
 
 # ---- damaged input: counted skips with a warning naming file and line ---------------------------
@@ -192,7 +185,7 @@ def test_damaged_inputs_in_a_full_run_are_counted_in_stats(tmp_path):
         "truncated_file": 1,
     }
     assert stats["by_source"][str(inputs)]["skipped"]["truncated_file"] == 1
-    records = output_records(tmp_path / "out")
+    records = records_of(tmp_path / "out")
     assert len(records) == stats["output"]["documents"] >= 6
     assert (tmp_path / "out" / "stats.json").is_file()
 
@@ -221,7 +214,7 @@ def test_code_repository_reads_tracked_source_and_applies_code_rules(tmp_path):
         CurateConfig(inputs=[str(repo)], workers=1, tasks=1, progress=False, dedup={"minhash": False}),
         tmp_path / "out",
     )
-    records = {r["metadata"]["path"]: r for r in output_records(tmp_path / "out")}
+    records = {r["metadata"]["path"]: r for r in records_of(tmp_path / "out")}
     assert set(records) == {"pkg/main.py", "pkg/util.rs"}
     assert records["pkg/main.py"]["metadata"]["language"] == "python"
     assert records["pkg/util.rs"]["metadata"]["language"] == "rust"
@@ -287,7 +280,7 @@ def test_warc_html_is_extracted_with_urls_and_blocklist(tmp_path, caplog):
     )
     with caplog.at_level(logging.WARNING):
         stats = curate(config, tmp_path / "out")
-    records = output_records(tmp_path / "out")
+    records = records_of(tmp_path / "out")
     urls = sorted(r["metadata"]["url"] for r in records)
     assert urls == [f"https://news.example.org/story-{i}" for i in range(3)]  # the cut copies are duplicates
     text = next(r["text"] for r in records if r["metadata"]["url"].endswith("story-1"))
@@ -316,7 +309,7 @@ def test_hub_dataset_from_local_folder_streams_across_tasks(tmp_path):
         ),
         tmp_path / "out",
     )
-    records = output_records(tmp_path / "out")
+    records = records_of(tmp_path / "out")
     assert sorted(r["id"] for r in records) == sorted(r["id"] for r in rows)  # each row once, none lost
     assert stats["by_source"][f"hf:{tmp_path / 'my_dataset'}"]["documents_read"] == 40
     with pytest.raises(FileNotFoundError, match="Hub dataset"):

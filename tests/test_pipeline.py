@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ import subprocess
 
 import pytest
 from distributed_helpers import SLURM_OPTIONS, hold_the_node, ray_cluster, slurm, wait_for_queue_to_empty
+from test_curation import records_of
 from test_tokenize_step import documents
 from transformers import AutoModelForCausalLM, pipeline
 
@@ -188,11 +188,7 @@ def test_run_with_data_and_tokenize_on_ray_equals_the_local_run(finished_run, tm
 
 def kept_documents(curated) -> list[tuple[str, str]]:
     """The curated folder's documents as sorted (id, text) pairs."""
-    found = []
-    for path in sorted(curated.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            found.extend((record["id"], record["text"]) for record in map(json.loads, f))
-    return sorted(found)
+    return sorted((record["id"], record["text"]) for record in records_of(curated))
 
 
 @slurm
