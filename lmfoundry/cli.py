@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from contextlib import nullcontext
 
 from lmfoundry.command import Verb, add_common_arguments, load_runner, parse_invocation
 from lmfoundry.errors import run_verb
-from lmfoundry.locks import output_lock
+from lmfoundry.locks import is_rank_zero, output_lock
 
 # The modules that declare verbs (each has VERBS: a tuple of lmfoundry.command.Verb), in --help order.
 VERB_MODULES = (
@@ -104,8 +103,7 @@ def _run(verb: Verb, argv: list[str]) -> int:
 
 def _configure_logging(verbose: bool) -> None:
     # Under `accelerate launch` every rank runs the verb; only rank 0 narrates.
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    level = logging.DEBUG if verbose else logging.INFO if main_rank else logging.WARNING
+    level = logging.DEBUG if verbose else logging.INFO if is_rank_zero() else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not verbose:
         # huggingface_hub's HTTP client logs every request at INFO: keep that for -v.

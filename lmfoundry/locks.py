@@ -84,6 +84,12 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
                 os.close(held.fd)  # closing the descriptor releases the lock
 
 
+def is_rank_zero() -> bool:
+    """Whether this is rank 0 of an ``accelerate launch`` / ``torchrun`` (or a plain single process),
+    read from the launcher's environment, before any distributed setup."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def output_lock(folder: str | os.PathLike, what: str, *, create: bool = True) -> AbstractContextManager:
     """The lock a verb or library entry point takes on the folder it writes.
 
@@ -92,7 +98,7 @@ def output_lock(folder: str | os.PathLike, what: str, *, create: bool = True) ->
     but does not make (a model folder ``push`` adds its card to): a missing one is not locked (and
     not created), so the caller's own check says it is missing.
     """
-    if int(os.environ.get("RANK", "0")) != 0 or (not create and not Path(folder).is_dir()):
+    if not is_rank_zero() or (not create and not Path(folder).is_dir()):
         return nullcontext(Path(folder))
     return folder_lock(folder, what)
 

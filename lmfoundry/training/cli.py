@@ -6,8 +6,6 @@ process runs the same verb and Accelerate wires them together (DDP, FSDP or Deep
 
 from __future__ import annotations
 
-import os
-
 from lmfoundry.command import Invocation, Option, Verb
 
 VERBS = (
@@ -48,6 +46,7 @@ VERBS = (
 
 
 def run(inv: Invocation) -> int:
+    from lmfoundry.locks import is_rank_zero
     from lmfoundry.training.loop import train
     from lmfoundry.training.sections import train_sections
 
@@ -60,7 +59,7 @@ def run(inv: Invocation) -> int:
                     force_recipe_change=inv.options.force_recipe_change)
     val = (f"val loss {summary['val_loss']:.4f}, val bpb {summary['val_bpb']:.4f}" if summary["val_loss"] is not None
            else "no val split")
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch every rank gets the summary; one prints it
+    if is_rank_zero():  # under accelerate launch every rank gets the summary; one prints it
         print(f"trained {summary['steps']} steps ({summary['tokens']:,} tokens); {val}; model saved to "
               f"{summary['model_dir']}")
     return 0

@@ -110,10 +110,14 @@ class RunState:
         self.detector.load_state_dict(state["detector"])
 
 
+# what FoundryConfig.to_dict() holds that transformers writes, not a recipe
+_CONFIG_METADATA = {"architectures", "model_type", "transformers_version", "_name_or_path"}
+
+
 def model_config_from_recipe(fields: dict[str, Any], tokenizer) -> FoundryConfig:
     """``FoundryConfig`` from the recipe's ``model`` section; vocab size and special ids from the tokenizer."""
     allowed = set(inspect.signature(FoundryConfig.__init__).parameters) - {"self", "kwargs"}
-    allowed |= set(FoundryConfig().to_dict()) - {"architectures", "model_type", "transformers_version", "_name_or_path"}
+    allowed |= set(FoundryConfig().to_dict()) - _CONFIG_METADATA
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise ValueError(f"recipe section 'model': unknown field(s) {', '.join(unknown)}; "
@@ -425,6 +429,8 @@ class Trainer:
         # the cost per step since the last check (5% of the budget or of the steps), so the plan follows a
         # machine whose load changes; the session's average while that window holds under 10 steps
         anchor_step, anchor_time = self.plan_window if state.step - self.plan_window[0] >= 10 else self.plan_anchor
+        if state.step <= anchor_step:  # a rollback went back to where this session began: nothing to measure yet
+            return False
         per_step = (now - anchor_time) / (state.step - anchor_step)
         self.plan_window = (state.step, now)
         total = state.step + planned_steps(self.max_time_s - now, per_step, reserve_s=self._end_reserve_s())
@@ -689,8 +695,8 @@ def _model_fields(model: ModelFields) -> dict[str, Any]:
     """The model section as plain fields; a ``FoundryConfig`` gives the ones it sets away from the defaults."""
     if isinstance(model, FoundryConfig):
         defaults = FoundryConfig().to_dict()
-        return {k: v for k, v in model.to_dict().items() if k in defaults and v != defaults[k]
-                and k not in ("architectures", "model_type", "transformers_version", "_name_or_path", "dtype")}
+        return {k: v for k, v in model.to_dict().items()
+                if k in defaults and k not in _CONFIG_METADATA and v != defaults[k]}
     return dict(model or {})
 
 

@@ -6,7 +6,7 @@ The rule, step by step (each constant is a choice written here, not a law):
    64, 128 and 256 give ``F(width)`` FLOP/s (counted as the loop counts them,
    :meth:`FoundryForCausalLM.flops_per_token`), so a shape of that width buys ``C = F * seconds``
    training FLOPs. One rate for all shapes misprices them: small matmuls run at a fraction of the
-   rate of larger ones (here 36 vs 80 GFLOP/s on one thread for widths 64 and 256).
+   rate of larger ones (the README's quick start has this machine's numbers).
 2. **Parameters and tokens.** Chinchilla (Hoffmann et al. 2022, "Training Compute-Optimal Large
    Language Models", table 3 / approach 1) trains ``D ≈ 20 N`` tokens for ``N`` parameters at the
    compute optimum. Among candidate shapes we take the one whose ``D = C / flops_per_token`` is
@@ -100,8 +100,8 @@ class AutoPlan:
 
 
 # Widths at which model: auto measures this machine's training FLOP/s. Small matmuls run far below a
-# CPU's peak (here, one thread: ~36 GFLOP/s at width 64, ~80 at 256), so one measurement at one width
-# would misprice every other shape; beyond the widest point the rate is taken as flat (conservative).
+# CPU's peak, so one measurement at one width would misprice every other shape; beyond the widest
+# point the rate is taken as flat (conservative).
 PROBE_WIDTHS = (64, 128, 256)
 
 
@@ -165,8 +165,12 @@ def plan_auto(corpus_bytes: int, budget: str | float, *, flops_per_s: float | di
     if corpus_bytes <= 0:
         raise ValueError(f"model: auto needs a corpus, got {corpus_bytes} bytes")
     measured = flops_per_s is None
-    curve = measure_flops_curve() if flops_per_s is None else \
-        flops_per_s if isinstance(flops_per_s, dict) else {PROBE_WIDTHS[0]: float(flops_per_s)}
+    if flops_per_s is None:
+        curve = measure_flops_curve()
+    elif isinstance(flops_per_s, dict):
+        curve = flops_per_s
+    else:  # one rate for every width
+        curve = {PROBE_WIDTHS[0]: float(flops_per_s)}
     seconds = budget_s * train_fraction
     corpus_tokens = int(corpus_bytes / (bytes_per_token or BYTES_PER_TOKEN_GUESS))
     token_cap = max_epochs * corpus_tokens
